@@ -1,0 +1,251 @@
+//! A btree node: one 4 KiB block with a 32-byte header, `max_entries` le64 keys, then the values.
+//! `read_node` is the one validator every node passes through; `NodeBuilder` packs nodes for mkmeta.
+
+use std::borrow::Cow;
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::block::{MetadataDev, BLOCK_SIZE};
+use crate::checksum::{self, BlockKind};
+use crate::error::{Fault, Result};
+
+pub const HEADER_SIZE: usize = 32;
+pub const INTERNAL_NODE: u32 = 1;
+pub const LEAF_NODE: u32 = 2;
+
+/// The kernel's `calc_max_entries`: as many entries as fit, rounded down to a multiple of 3.
+pub const fn max_entries(value_size: usize) -> usize {
+    let n = (BLOCK_SIZE - HEADER_SIZE) / (8 + value_size);
+    3 * (n / 3)
+}
+
+/// A value stored in btree leaves, with its on-disk size.
+pub trait Value: Sized {
+    const SIZE: usize;
+    fn unpack(b: &[u8]) -> Self;
+    fn pack(&self, b: &mut [u8]);
+}
+
+impl Value for u64 {
+    const SIZE: usize = 8;
+    fn unpack(b: &[u8]) -> Self {
+        LE::read_u64(b)
+    }
+    fn pack(&self, b: &mut [u8]) {
+        LE::write_u64(b, *self)
+    }
+}
+
+impl Value for u32 {
+    const SIZE: usize = 4;
+    fn unpack(b: &[u8]) -> Self {
+        LE::read_u32(b)
+    }
+    fn pack(&self, b: &mut [u8]) {
+        LE::write_u32(b, *self)
+    }
+}
+
+/// A validated node. Keys and values are read straight from the block bytes.
+pub struct Node<'a> {
+    data: Cow<'a, [u8]>,
+    pub block: u64,
+    pub is_leaf: bool,
+    nr: usize,
+    value_base: usize,
+    value_size: usize,
+}
+
+impl<'a> Node<'a> {
+    pub fn len(&self) -> usize {
+        self.nr
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nr == 0
+    }
+
+    pub fn key(&self, i: usize) -> u64 {
+        LE::read_u64(&self.data[HEADER_SIZE + 8 * i..])
+    }
+
+    pub fn value_bytes(&self, i: usize) -> &[u8] {
+        let off = self.value_base + self.value_size * i;
+        &self.data[off..off + self.value_size]
+    }
+
+    pub fn value<V: Value>(&self, i: usize) -> V {
+        V::unpack(self.value_bytes(i))
+    }
+
+    /// Child block of an internal node.
+    pub fn child(&self, i: usize) -> u64 {
+        LE::read_u64(self.value_bytes(i))
+    }
+
+    pub fn first_key(&self) -> Option<u64> {
+        (self.nr > 0).then(|| self.key(0))
+    }
+}
+
+/// Reads block `b` as a btree node whose leaves hold `leaf_value_size`-byte values, checking the
+/// checksum, block number, flags, value size, capacity, entry count, fill (for non-root nodes) and
+/// key order.
+pub fn read_node(
+    dev: &MetadataDev,
+    b: u64,
+    leaf_value_size: usize,
+    is_root: bool,
+) -> Result<Node<'_>> {
+    let data = dev.read(b, BlockKind::Node)?;
+    let (is_leaf, nr, value_base, value_size) =
+        check_header(&data, leaf_value_size, is_root).map_err(|f| dev.fault(b, f))?;
+    let node = Node {
+        data,
+        block: b,
+        is_leaf,
+        nr,
+        value_base,
+        value_size,
+    };
+    let mut prev = None;
+    for i in 0..nr {
+        let k = node.key(i);
+        if let Some(p) = prev {
+            if k <= p {
+                return Err(dev.fault(
+                    b,
+                    Fault::KeysUnsorted {
+                        index: i as u32,
+                        prev: p,
+                        key: k,
+                    },
+                ));
+            }
+        }
+        prev = Some(k);
+    }
+    Ok(node)
+}
+
+fn check_header(
+    d: &[u8],
+    leaf_value_size: usize,
+    is_root: bool,
+) -> Result<(bool, usize, usize, usize), Fault> {
+    let flags = LE::read_u32(&d[4..]);
+    let nr = LE::read_u32(&d[16..]);
+    let max = LE::read_u32(&d[20..]);
+    let vs = LE::read_u32(&d[24..]);
+    let is_leaf = match flags {
+        LEAF_NODE => true,
+        INTERNAL_NODE => false,
+        f => return Err(Fault::NodeFlags(f)),
+    };
+    let expected = if is_leaf { leaf_value_size } else { 8 };
+    if vs as usize != expected {
+        return Err(Fault::ValueSize {
+            found: vs,
+            expected: expected as u32,
+        });
+    }
+    if HEADER_SIZE as u64 + (8 + vs as u64) * max as u64 > BLOCK_SIZE as u64 {
+        return Err(Fault::MaxEntries {
+            max,
+            value_size: vs,
+        });
+    }
+    if max % 3 != 0 {
+        return Err(Fault::MaxEntriesNotMultipleOf3 { max });
+    }
+    if nr > max {
+        return Err(Fault::NrEntries { nr, max });
+    }
+    if !is_root && nr < max / 3 {
+        return Err(Fault::Underfull { nr, min: max / 3 });
+    }
+    if !is_leaf && nr == 0 {
+        return Err(Fault::EmptyInternal);
+    }
+    Ok((
+        is_leaf,
+        nr as usize,
+        HEADER_SIZE + 8 * max as usize,
+        vs as usize,
+    ))
+}
+
+/// Packs a node into a 4 KiB block with the kernel's layout and a valid checksum.
+pub struct NodeBuilder {
+    pub is_leaf: bool,
+    pub value_size: usize,
+    pub keys: Vec<u64>,
+    pub values: Vec<u8>,
+}
+
+impl NodeBuilder {
+    pub fn new(is_leaf: bool, value_size: usize) -> Self {
+        NodeBuilder {
+            is_leaf,
+            value_size,
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn push<V: Value>(&mut self, key: u64, v: &V) {
+        let off = self.values.len();
+        self.values.resize(off + V::SIZE, 0);
+        v.pack(&mut self.values[off..]);
+        self.keys.push(key);
+    }
+
+    pub fn pack(&self, block: u64) -> Vec<u8> {
+        pack_node(
+            block,
+            self.is_leaf,
+            self.value_size,
+            &self.keys,
+            &self.values,
+        )
+    }
+}
+
+/// Packs `keys` and their concatenated `values` into a node block at location `block`.
+pub fn pack_node(
+    block: u64,
+    is_leaf: bool,
+    value_size: usize,
+    keys: &[u64],
+    values: &[u8],
+) -> Vec<u8> {
+    let max = max_entries(value_size);
+    assert!(keys.len() <= max, "node overfull");
+    assert_eq!(values.len(), keys.len() * value_size);
+    let mut b = vec![0u8; BLOCK_SIZE];
+    LE::write_u32(&mut b[4..], if is_leaf { LEAF_NODE } else { INTERNAL_NODE });
+    LE::write_u64(&mut b[8..], block);
+    LE::write_u32(&mut b[16..], keys.len() as u32);
+    LE::write_u32(&mut b[20..], max as u32);
+    LE::write_u32(&mut b[24..], value_size as u32);
+    for (i, k) in keys.iter().enumerate() {
+        LE::write_u64(&mut b[HEADER_SIZE + 8 * i..], *k);
+    }
+    let base = HEADER_SIZE + 8 * max;
+    b[base..base + values.len()].copy_from_slice(values);
+    checksum::stamp(&mut b, BlockKind::Node);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_entries_match_the_kernel() {
+        assert_eq!(max_entries(8), 252);
+        assert_eq!(max_entries(24), 126);
+        assert_eq!(max_entries(16), 168);
+        assert_eq!(max_entries(4), 336);
+    }
+}

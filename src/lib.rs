@@ -1,0 +1,16 @@
+//! thinsend-native: reads dm-thin pool metadata natively, diffs thin devices, and sends and receives
+//! thin volumes as streams.
+//!
+//! Data flows one way: metadata device ([`block`]) -> validated btree nodes ([`btree`]) -> mappings
+//! ([`pool`], [`dump`], [`ls`]) -> ranges ([`diff`]) -> stream records -> receiver.
+
+pub mod block;
+pub mod btree;
+pub mod checksum;
+pub mod dump;
+pub mod error;
+pub mod ls;
+pub mod pool;
+pub mod superblock;
+
+pub use error::{Error, Fault, Result};
