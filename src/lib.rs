@@ -7,6 +7,7 @@
 pub mod block;
 pub mod btree;
 pub mod checksum;
+pub mod diff;
 pub mod dump;
 pub mod error;
 pub mod ls;
