@@ -1,5 +1,6 @@
 //! dm-thin btrees: node decoding and packing, the validated walk, and the two thin trees.
 
+pub mod cursor;
 pub mod details;
 pub mod mapping;
 pub mod node;

@@ -1,0 +1,165 @@
+//! A position in one btree, advanced either past the next subtree without reading it (`skip`) or into
+//! it (`expand`). Every node read is validated (checksum, block number, header, key order) and checked
+//! against the key range its parent gives it and the tree's leaf depth, so corrupt pointers (cycles,
+//! pointers into other trees, out of range) end in an error rather than a loop: within one tree a
+//! node can be reached at most once, since sibling ranges are disjoint and non-root nodes are
+//! never empty. `LeafWalker` and the diff engine are both built on this one walk.
+
+use crate::block::MetadataDev;
+use crate::btree::node::{read_node, Node};
+use crate::error::{Fault, Result};
+
+/// No dm-thin tree can be deeper: 2^64 keys with at least 84 entries per non-root node need 11 levels.
+pub const MAX_DEPTH: usize = 16;
+
+struct Frame<'a> {
+    node: Node<'a>,
+    next: usize,
+    hi: Option<u64>,
+}
+
+/// What comes next in key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    End,
+    /// An unread subtree: its block, the lower bound its parent gives its keys, its depth (root = 0).
+    Sub { block: u64, lo: u64, depth: usize },
+    /// A leaf entry: key and raw 8-byte value (value size 8 trees only; see `Cursor::value_bytes`).
+    Entry { key: u64 },
+}
+
+pub struct Cursor<'a> {
+    dev: &'a MetadataDev,
+    leaf_value_size: usize,
+    root: Option<u64>,
+    stack: Vec<Frame<'a>>,
+    leaf_depth: usize,
+    /// Nodes read so far (including the leftmost descent that finds the leaf depth).
+    pub reads: u64,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor before the root. Reads the leftmost path once to learn the depth of the leaves.
+    pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Result<Self> {
+        let mut depth = 0;
+        let mut block = root;
+        let mut reads = 0;
+        loop {
+            let node = read_node(dev, block, leaf_value_size, depth == 0)?;
+            reads += 1;
+            if node.is_leaf {
+                break;
+            }
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(dev.fault(block, Fault::TooDeep(MAX_DEPTH as u32)));
+            }
+            block = node.child(0);
+        }
+        Ok(Cursor { dev, leaf_value_size, root: Some(root), stack: Vec::new(), leaf_depth: depth, reads })
+    }
+
+    pub fn leaf_depth(&self) -> usize {
+        self.leaf_depth
+    }
+
+    /// Depth of the node the cursor is inside (0 before the root is entered).
+    pub fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    pub fn front(&mut self) -> Front {
+        if let Some(block) = self.root {
+            return Front::Sub { block, lo: 0, depth: 0 };
+        }
+        loop {
+            let depth = self.stack.len();
+            let Some(top) = self.stack.last() else { return Front::End };
+            if top.next == top.node.len() {
+                self.stack.pop();
+                continue;
+            }
+            let i = top.next;
+            return if top.node.is_leaf {
+                Front::Entry { key: top.node.key(i) }
+            } else {
+                Front::Sub { block: top.node.child(i), lo: top.node.key(i), depth }
+            };
+        }
+    }
+
+    /// The value of the current entry (only valid when `front()` is an `Entry`).
+    pub fn value_bytes(&self) -> &[u8] {
+        let top = self.stack.last().expect("front is an entry");
+        top.node.value_bytes(top.next)
+    }
+
+    pub fn value_u64(&self) -> u64 {
+        u64::from_le_bytes(self.value_bytes()[..8].try_into().expect("8-byte value"))
+    }
+
+    /// Passes over the front subtree or entry.
+    pub fn skip(&mut self) {
+        if self.root.take().is_some() {
+            return;
+        }
+        if let Some(top) = self.stack.last_mut() {
+            top.next += 1;
+        }
+    }
+
+    /// Reads the front subtree's node and moves into it.
+    pub fn expand(&mut self) -> Result<()> {
+        let (block, lo, hi, depth) = if let Some(root) = self.root.take() {
+            (root, 0, None, 0)
+        } else {
+            let depth = self.stack.len();
+            let top = self.stack.last_mut().expect("front is a subtree");
+            let i = top.next;
+            top.next += 1;
+            let hi = if i + 1 < top.node.len() { Some(top.node.key(i + 1)) } else { top.hi };
+            (top.node.child(i), top.node.key(i), hi, depth)
+        };
+        let node = read_node(self.dev, block, self.leaf_value_size, depth == 0)?;
+        self.reads += 1;
+        if depth > 0 {
+            check_range(self.dev, &node, lo, hi)?;
+        }
+        if node.is_leaf != (depth == self.leaf_depth) {
+            let what = if node.is_leaf { "a leaf" } else { "an internal node" };
+            return Err(self.dev.fault(block, Fault::Depth { depth: depth as u32, leaf_depth: self.leaf_depth as u32, what }));
+        }
+        self.stack.push(Frame { node, next: 0, hi });
+        Ok(())
+    }
+
+    /// Advances to the next leaf entry, expanding every subtree on the way.
+    pub fn next_entry(&mut self) -> Result<Option<u64>> {
+        loop {
+            match self.front() {
+                Front::End => return Ok(None),
+                Front::Entry { key } => return Ok(Some(key)),
+                Front::Sub { .. } => self.expand()?,
+            }
+        }
+    }
+
+    /// Takes the whole current leaf (front must be the first entry of a leaf), for leaf-at-a-time users.
+    pub fn take_leaf(&mut self) -> Option<Node<'a>> {
+        let top = self.stack.pop()?;
+        Some(top.node)
+    }
+}
+
+/// Checks that a child's keys lie in `[lo, hi)`, the range its parent assigns it.
+pub fn check_range(dev: &MetadataDev, node: &Node<'_>, lo: u64, hi: Option<u64>) -> Result<()> {
+    if node.is_empty() {
+        return Ok(());
+    }
+    let (first, last) = (node.key(0), node.key(node.len() - 1));
+    let bad = if first < lo { Some(first) } else { hi.filter(|&h| last >= h).map(|_| last) };
+    match bad {
+        Some(key) => Err(dev.fault(node.block, Fault::KeyOutOfParentRange { key, lo, hi: hi.unwrap_or(u64::MAX) })),
+        None => Ok(()),
+    }
+}

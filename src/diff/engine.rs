@@ -1,0 +1,140 @@
+//! Both trees walked together. Whenever both fronts are the same block, the subtree holds the same
+//! mappings on both sides: it is skipped unread (`changed_only`) or read once and reported as `same`.
+//! Otherwise the front with the lower key bound is expanded (the taller one on a tie, both when equal),
+//! which keeps the two walks aligned on the kernel's copy-on-write paths.
+
+use crate::block::MetadataDev;
+use crate::btree::cursor::{Cursor, Front};
+use crate::btree::mapping::BlockTime;
+use crate::diff::{Delta, Kind, Options};
+use crate::error::Result;
+
+pub struct Walk<'a> {
+    l: Cursor<'a>,
+    r: Cursor<'a>,
+    changed_only: bool,
+    /// While the left cursor is at or below this depth it is inside a shared subtree that is being
+    /// reported as `same` (the right cursor has already skipped it).
+    mirror: Option<usize>,
+    pub shared: u64,
+}
+
+fn data(raw: u64) -> u64 {
+    BlockTime::from_raw(raw).data_block
+}
+
+fn one(kind: Kind, begin: u64, left: Option<u64>, right: Option<u64>) -> Delta {
+    Delta { kind, begin, length: 1, left, right }
+}
+
+impl<'a> Walk<'a> {
+    pub fn new(dev: &'a MetadataDev, left_root: u64, right_root: u64, opts: Options) -> Result<Self> {
+        Ok(Walk {
+            l: Cursor::new(dev, left_root, 8)?,
+            r: Cursor::new(dev, right_root, 8)?,
+            changed_only: opts.changed_only,
+            mirror: None,
+            shared: 0,
+        })
+    }
+
+    pub fn reads(&self) -> u64 {
+        self.l.reads + self.r.reads
+    }
+
+    /// The next block's delta (length 1), or None at the end of both trees.
+    pub fn step(&mut self) -> Result<Option<Delta>> {
+        loop {
+            let lf = self.l.front();
+            if let Some(md) = self.mirror {
+                if lf != Front::End && self.l.depth() >= md {
+                    match lf {
+                        Front::Entry { key } => {
+                            let d = data(self.l.value_u64());
+                            self.l.skip();
+                            return Ok(Some(one(Kind::Same, key, Some(d), Some(d))));
+                        }
+                        _ => {
+                            self.l.expand()?;
+                            continue;
+                        }
+                    }
+                }
+                self.mirror = None;
+            }
+            let rf = self.r.front();
+            match (lf, rf) {
+                (Front::End, Front::End) => return Ok(None),
+                (Front::Sub { block: a, .. }, Front::Sub { block: b, .. }) if a == b => {
+                    self.shared += 1;
+                    self.r.skip();
+                    if self.changed_only {
+                        self.l.skip();
+                    } else {
+                        self.l.expand()?;
+                        self.mirror = Some(self.l.depth());
+                    }
+                }
+                (Front::Sub { lo: la, depth: da, .. }, Front::Sub { lo: lb, depth: db, .. }) => {
+                    let (hl, hr) = (self.l.leaf_depth() - da, self.r.leaf_depth() - db);
+                    if la < lb || (la == lb && hl > hr) {
+                        self.l.expand()?;
+                    } else if lb < la || hr > hl {
+                        self.r.expand()?;
+                    } else {
+                        self.l.expand()?;
+                        self.r.expand()?;
+                    }
+                }
+                (Front::Sub { lo, .. }, Front::Entry { key }) => {
+                    if lo <= key {
+                        self.l.expand()?;
+                    } else {
+                        return Ok(Some(self.right_only(key)));
+                    }
+                }
+                (Front::Entry { key }, Front::Sub { lo, .. }) => {
+                    if lo <= key {
+                        self.r.expand()?;
+                    } else {
+                        return Ok(Some(self.left_only(key)));
+                    }
+                }
+                (Front::Sub { .. }, Front::End) => self.l.expand()?,
+                (Front::End, Front::Sub { .. }) => self.r.expand()?,
+                (Front::Entry { key }, Front::End) => return Ok(Some(self.left_only(key))),
+                (Front::End, Front::Entry { key }) => return Ok(Some(self.right_only(key))),
+                (Front::Entry { key: a }, Front::Entry { key: b }) => {
+                    if a < b {
+                        return Ok(Some(self.left_only(a)));
+                    }
+                    if b < a {
+                        return Ok(Some(self.right_only(b)));
+                    }
+                    let (dl, dr) = (data(self.l.value_u64()), data(self.r.value_u64()));
+                    self.l.skip();
+                    self.r.skip();
+                    if dl == dr {
+                        if self.changed_only {
+                            continue;
+                        }
+                        return Ok(Some(one(Kind::Same, a, Some(dl), Some(dr))));
+                    }
+                    return Ok(Some(one(Kind::Different, a, Some(dl), Some(dr))));
+                }
+            }
+        }
+    }
+
+    fn left_only(&mut self, key: u64) -> Delta {
+        let d = data(self.l.value_u64());
+        self.l.skip();
+        one(Kind::LeftOnly, key, Some(d), None)
+    }
+
+    fn right_only(&mut self, key: u64) -> Delta {
+        let d = data(self.r.value_u64());
+        self.r.skip();
+        one(Kind::RightOnly, key, None, Some(d))
+    }
+}
