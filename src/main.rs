@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use thinsend::superblock::Source;
 use thinsend::diff::{self, output};
+use thinsend::superblock::Source;
 use thinsend::{dump, ls, pool::Pool, Error};
 
 #[derive(Parser)]
@@ -160,7 +160,15 @@ fn run(cli: Cli) -> Result<(), Error> {
                 LsFormat::Json => ls::write_json(&pool, &rows, &mut out)?,
             }
         }
-        Cmd::Diff { meta, snap1, snap2, verbose, format, changed_only, stats } => {
+        Cmd::Diff {
+            meta,
+            snap1,
+            snap2,
+            verbose,
+            format,
+            changed_only,
+            stats,
+        } => {
             let pool = meta.open()?;
             let (left, right) = (pool.device(snap1)?, pool.device(snap2)?);
             let mut deltas = diff::delta(&pool, left, right, diff::Options { changed_only })?;
@@ -169,7 +177,10 @@ fn run(cli: Cli) -> Result<(), Error> {
                 DiffFormat::Json => output::Format::Json,
                 DiffFormat::Ranges => output::Format::Ranges,
             };
-            let header = output::Header { left: snap1, right: snap2 };
+            let header = output::Header {
+                left: snap1,
+                right: snap2,
+            };
             output::write(&pool, &header, deltas.by_ref(), format, verbose, &mut out)?;
             let s = deltas.stats();
             output::finish(format, stats.then_some(&s), &mut out)?;

@@ -23,9 +23,15 @@ struct Frame<'a> {
 pub enum Front {
     End,
     /// An unread subtree: its block, the lower bound its parent gives its keys, its depth (root = 0).
-    Sub { block: u64, lo: u64, depth: usize },
+    Sub {
+        block: u64,
+        lo: u64,
+        depth: usize,
+    },
     /// A leaf entry: key and raw 8-byte value (value size 8 trees only; see `Cursor::value_bytes`).
-    Entry { key: u64 },
+    Entry {
+        key: u64,
+    },
 }
 
 pub struct Cursor<'a> {
@@ -56,7 +62,14 @@ impl<'a> Cursor<'a> {
             }
             block = node.child(0);
         }
-        Ok(Cursor { dev, leaf_value_size, root: Some(root), stack: Vec::new(), leaf_depth: depth, reads })
+        Ok(Cursor {
+            dev,
+            leaf_value_size,
+            root: Some(root),
+            stack: Vec::new(),
+            leaf_depth: depth,
+            reads,
+        })
     }
 
     pub fn leaf_depth(&self) -> usize {
@@ -70,20 +83,32 @@ impl<'a> Cursor<'a> {
 
     pub fn front(&mut self) -> Front {
         if let Some(block) = self.root {
-            return Front::Sub { block, lo: 0, depth: 0 };
+            return Front::Sub {
+                block,
+                lo: 0,
+                depth: 0,
+            };
         }
         loop {
             let depth = self.stack.len();
-            let Some(top) = self.stack.last() else { return Front::End };
+            let Some(top) = self.stack.last() else {
+                return Front::End;
+            };
             if top.next == top.node.len() {
                 self.stack.pop();
                 continue;
             }
             let i = top.next;
             return if top.node.is_leaf {
-                Front::Entry { key: top.node.key(i) }
+                Front::Entry {
+                    key: top.node.key(i),
+                }
             } else {
-                Front::Sub { block: top.node.child(i), lo: top.node.key(i), depth }
+                Front::Sub {
+                    block: top.node.child(i),
+                    lo: top.node.key(i),
+                    depth,
+                }
             };
         }
     }
@@ -117,7 +142,11 @@ impl<'a> Cursor<'a> {
             let top = self.stack.last_mut().expect("front is a subtree");
             let i = top.next;
             top.next += 1;
-            let hi = if i + 1 < top.node.len() { Some(top.node.key(i + 1)) } else { top.hi };
+            let hi = if i + 1 < top.node.len() {
+                Some(top.node.key(i + 1))
+            } else {
+                top.hi
+            };
             (top.node.child(i), top.node.key(i), hi, depth)
         };
         let node = read_node(self.dev, block, self.leaf_value_size, depth == 0)?;
@@ -126,8 +155,19 @@ impl<'a> Cursor<'a> {
             check_range(self.dev, &node, lo, hi)?;
         }
         if node.is_leaf != (depth == self.leaf_depth) {
-            let what = if node.is_leaf { "a leaf" } else { "an internal node" };
-            return Err(self.dev.fault(block, Fault::Depth { depth: depth as u32, leaf_depth: self.leaf_depth as u32, what }));
+            let what = if node.is_leaf {
+                "a leaf"
+            } else {
+                "an internal node"
+            };
+            return Err(self.dev.fault(
+                block,
+                Fault::Depth {
+                    depth: depth as u32,
+                    leaf_depth: self.leaf_depth as u32,
+                    what,
+                },
+            ));
         }
         self.stack.push(Frame { node, next: 0, hi });
         Ok(())
@@ -157,9 +197,20 @@ pub fn check_range(dev: &MetadataDev, node: &Node<'_>, lo: u64, hi: Option<u64>)
         return Ok(());
     }
     let (first, last) = (node.key(0), node.key(node.len() - 1));
-    let bad = if first < lo { Some(first) } else { hi.filter(|&h| last >= h).map(|_| last) };
+    let bad = if first < lo {
+        Some(first)
+    } else {
+        hi.filter(|&h| last >= h).map(|_| last)
+    };
     match bad {
-        Some(key) => Err(dev.fault(node.block, Fault::KeyOutOfParentRange { key, lo, hi: hi.unwrap_or(u64::MAX) })),
+        Some(key) => Err(dev.fault(
+            node.block,
+            Fault::KeyOutOfParentRange {
+                key,
+                lo,
+                hi: hi.unwrap_or(u64::MAX),
+            },
+        )),
         None => Ok(()),
     }
 }

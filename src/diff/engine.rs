@@ -24,11 +24,22 @@ fn data(raw: u64) -> u64 {
 }
 
 fn one(kind: Kind, begin: u64, left: Option<u64>, right: Option<u64>) -> Delta {
-    Delta { kind, begin, length: 1, left, right }
+    Delta {
+        kind,
+        begin,
+        length: 1,
+        left,
+        right,
+    }
 }
 
 impl<'a> Walk<'a> {
-    pub fn new(dev: &'a MetadataDev, left_root: u64, right_root: u64, opts: Options) -> Result<Self> {
+    pub fn new(
+        dev: &'a MetadataDev,
+        left_root: u64,
+        right_root: u64,
+        opts: Options,
+    ) -> Result<Self> {
         Ok(Walk {
             l: Cursor::new(dev, left_root, 8)?,
             r: Cursor::new(dev, right_root, 8)?,
@@ -75,7 +86,14 @@ impl<'a> Walk<'a> {
                         self.mirror = Some(self.l.depth());
                     }
                 }
-                (Front::Sub { lo: la, depth: da, .. }, Front::Sub { lo: lb, depth: db, .. }) => {
+                (
+                    Front::Sub {
+                        lo: la, depth: da, ..
+                    },
+                    Front::Sub {
+                        lo: lb, depth: db, ..
+                    },
+                ) => {
                     let (hl, hr) = (self.l.leaf_depth() - da, self.r.leaf_depth() - db);
                     if la < lb || (la == lb && hl > hr) {
                         self.l.expand()?;

@@ -77,7 +77,12 @@ pub struct Stats {
 /// The delta of `right` against `left` as maximal data-contiguous pieces in ascending order.
 pub fn delta<'a>(pool: &'a Pool, left: &Device, right: &Device, opts: Options) -> Result<Diff<'a>> {
     let walk = engine::Walk::new(&pool.dev, left.root, right.root, opts)?;
-    Ok(Diff { walk, cur: None, stats: Stats::default(), failed: false })
+    Ok(Diff {
+        walk,
+        cur: None,
+        stats: Stats::default(),
+        failed: false,
+    })
 }
 
 /// The pieces of a delta, in ascending order; `stats()` counts what was read and produced so far.
