@@ -7,10 +7,12 @@
 pub mod block;
 pub mod btree;
 pub mod checksum;
+pub mod cleanup;
 pub mod diff;
 pub mod dump;
 pub mod error;
 pub mod ls;
+pub mod lvm;
 pub mod pool;
 pub mod superblock;
 

@@ -1,0 +1,109 @@
+//! Things that must be undone however the process ends: a held metadata snapshot (only one can exist
+//! per pool; a leaked one blocks every other backup tool), a temporary LV or file. Normal paths undo
+//! them through RAII guards (which also run on panic); a signal thread undoes whatever is still
+//! registered on SIGINT, SIGTERM or SIGHUP and then exits with 128+signal. SIGPIPE is left ignored
+//! (Rust's default), so a vanished reader is an EPIPE error on the normal path.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, Once};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `dmsetup message <tpool> 0 release_metadata_snap`
+    ReleaseMetadataSnap { tpool: String },
+    /// `lvremove -f vg/lv`
+    RemoveLv { lv: String },
+    RemoveFile { path: PathBuf },
+}
+
+static REGISTRY: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
+static NEXT: Mutex<u64> = Mutex::new(1);
+static SIGNALS: Once = Once::new();
+
+impl Action {
+    pub fn run(&self) -> Result<(), String> {
+        let status = match self {
+            Action::ReleaseMetadataSnap { tpool } => {
+                Command::new("dmsetup").args(["message", tpool, "0", "release_metadata_snap"]).status()
+            }
+            Action::RemoveLv { lv } => Command::new("lvremove").args(["-q", "-f", lv]).status(),
+            Action::RemoveFile { path } => return std::fs::remove_file(path).map_err(|e| e.to_string()),
+        };
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("{self:?} exited with {s}")),
+            Err(e) => Err(format!("{self:?}: {e}")),
+        }
+    }
+}
+
+/// Undoes `action` when dropped (or when a signal ends the process first), unless `disarm`ed.
+pub struct Guard {
+    id: u64,
+}
+
+impl Guard {
+    pub fn new(action: Action) -> Guard {
+        install_signal_thread();
+        let id = {
+            let mut n = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            *n
+        };
+        REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push((id, action));
+        Guard { id }
+    }
+
+    fn take(&self) -> Option<Action> {
+        let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        let i = r.iter().position(|(id, _)| *id == self.id)?;
+        Some(r.remove(i).1)
+    }
+
+    /// Runs the action now, reporting failure.
+    pub fn run(self) -> Result<(), String> {
+        let res = self.take().map_or(Ok(()), |a| a.run());
+        std::mem::forget(self);
+        res
+    }
+
+    /// Keeps what the action would undo (e.g. a temporary that became the result).
+    pub fn disarm(self) {
+        self.take();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(a) = self.take() {
+            if let Err(e) = a.run() {
+                eprintln!("thinsend-native: cleanup failed: {e}");
+            }
+        }
+    }
+}
+
+fn install_signal_thread() {
+    SIGNALS.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                // Hold the lock while undoing so no guard on the main thread races us, and never
+                // release it: the process ends here.
+                let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+                for (_, a) in r.drain(..).rev() {
+                    if let Err(e) = a.run() {
+                        eprintln!("thinsend-native: cleanup after signal {sig} failed: {e}");
+                    }
+                }
+                eprintln!("thinsend-native: interrupted by signal {sig}; cleaned up");
+                std::process::exit(128 + sig);
+            }
+        });
+    });
+}
