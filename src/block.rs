@@ -30,12 +30,7 @@ impl MetadataDev {
         let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
         let is_blk = meta.file_type().is_block_device();
-        let len = if is_blk {
-            file.seek(SeekFrom::End(0))
-                .map_err(|e| Error::io(&path, e))?
-        } else {
-            meta.len()
-        };
+        let len = if is_blk { file.seek(SeekFrom::End(0)).map_err(|e| Error::io(&path, e))? } else { meta.len() };
         if len < BLOCK_SIZE as u64 {
             return Err(Error::Metadata {
                 path,
@@ -60,11 +55,7 @@ impl MetadataDev {
             Ok(m) => Backing::Map(m),
             Err(_) => Backing::Pread(file),
         };
-        Ok(MetadataDev {
-            path,
-            backing,
-            nr_blocks: len / BLOCK_SIZE as u64,
-        })
+        Ok(MetadataDev { path, backing, nr_blocks: len / BLOCK_SIZE as u64 })
     }
 
     pub fn path(&self) -> &Path {
@@ -78,20 +69,14 @@ impl MetadataDev {
     /// The raw bytes of block `b`, unvalidated.
     pub fn raw(&self, b: u64) -> Result<Cow<'_, [u8]>> {
         if b >= self.nr_blocks {
-            return Err(self.fault(
-                b,
-                Fault::OutOfRange {
-                    nr_blocks: self.nr_blocks,
-                },
-            ));
+            return Err(self.fault(b, Fault::OutOfRange { nr_blocks: self.nr_blocks }));
         }
         let off = b as usize * BLOCK_SIZE;
         match &self.backing {
             Backing::Map(m) => Ok(Cow::Borrowed(&m[off..off + BLOCK_SIZE])),
             Backing::Pread(f) => {
                 let mut buf = vec![0u8; BLOCK_SIZE];
-                f.read_exact_at(&mut buf, off as u64)
-                    .map_err(|e| Error::io(&self.path, e))?;
+                f.read_exact_at(&mut buf, off as u64).map_err(|e| Error::io(&self.path, e))?;
                 Ok(Cow::Owned(buf))
             }
         }
@@ -104,25 +89,11 @@ impl MetadataDev {
         let stored = checksum::stored(&data);
         let computed = checksum::compute(&data, kind);
         if stored != computed {
-            return Err(self.fault(
-                b,
-                Fault::Checksum {
-                    kind: kind.name(),
-                    stored,
-                    computed,
-                },
-            ));
+            return Err(self.fault(b, Fault::Checksum { kind: kind.name(), stored, computed }));
         }
         let found = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
         if found != b {
-            return Err(self.fault(
-                b,
-                Fault::BlockNumber {
-                    kind: kind.name(),
-                    found,
-                    expected: b,
-                },
-            ));
+            return Err(self.fault(b, Fault::BlockNumber { kind: kind.name(), found, expected: b }));
         }
         Ok(data)
     }
@@ -135,17 +106,10 @@ impl MetadataDev {
     }
 
     pub fn fault(&self, block: u64, fault: Fault) -> Error {
-        Error::Block {
-            path: self.path.clone(),
-            block,
-            fault,
-        }
+        Error::Block { path: self.path.clone(), block, fault }
     }
 
     pub fn metadata_error(&self, what: impl Into<String>) -> Error {
-        Error::Metadata {
-            path: self.path.clone(),
-            what: what.into(),
-        }
+        Error::Metadata { path: self.path.clone(), what: what.into() }
     }
 }

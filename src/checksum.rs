@@ -48,14 +48,7 @@ pub fn stamp(block: &mut [u8], kind: BlockKind) {
 /// The kind whose seed matches the stored checksum, if any (used by `inspect`-style tools).
 pub fn detect(block: &[u8]) -> Option<BlockKind> {
     let raw = !crc32c::crc32c(&block[4..]) ^ stored(block);
-    [
-        BlockKind::Superblock,
-        BlockKind::Node,
-        BlockKind::Bitmap,
-        BlockKind::Index,
-    ]
-    .into_iter()
-    .find(|k| k.seed() == raw)
+    [BlockKind::Superblock, BlockKind::Node, BlockKind::Bitmap, BlockKind::Index].into_iter().find(|k| k.seed() == raw)
 }
 
 #[cfg(test)]

@@ -11,10 +11,16 @@ use std::sync::{Mutex, Once};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `dmsetup message <tpool> 0 release_metadata_snap`
-    ReleaseMetadataSnap { tpool: String },
+    ReleaseMetadataSnap {
+        tpool: String,
+    },
     /// `lvremove -f vg/lv`
-    RemoveLv { lv: String },
-    RemoveFile { path: PathBuf },
+    RemoveLv {
+        lv: String,
+    },
+    RemoveFile {
+        path: PathBuf,
+    },
 }
 
 static REGISTRY: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());

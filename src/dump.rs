@@ -30,19 +30,12 @@ pub fn runs<'a>(pool: &'a Pool, d: &Device) -> impl Iterator<Item = Result<Run>>
         match it.next() {
             Some(Ok((k, BlockTime { data_block, time }))) => match &mut cur {
                 Some(r)
-                    if k == r.origin_begin + r.length
-                        && data_block == r.data_begin + r.length
-                        && time == r.time =>
+                    if k == r.origin_begin + r.length && data_block == r.data_begin + r.length && time == r.time =>
                 {
                     r.length += 1
                 }
                 _ => {
-                    let next = Run {
-                        origin_begin: k,
-                        data_begin: data_block,
-                        length: 1,
-                        time,
-                    };
+                    let next = Run { origin_begin: k, data_begin: data_block, length: 1, time };
                     if let Some(done) = cur.replace(next) {
                         return Some(Ok(done));
                     }
@@ -64,15 +57,9 @@ pub fn dump(pool: &Pool, opts: &Options, out: &mut dyn Write) -> Result<()> {
     let devices: Vec<&Device> = if opts.dev_ids.is_empty() {
         pool.devices.iter().collect()
     } else {
-        opts.dev_ids
-            .iter()
-            .map(|&id| pool.device(id))
-            .collect::<Result<_>>()?
+        opts.dev_ids.iter().map(|&id| pool.device(id)).collect::<Result<_>>()?
     };
-    let w = &mut Out {
-        w: out,
-        num: itoa::Buffer::new(),
-    };
+    let w = &mut Out { w: out, num: itoa::Buffer::new() };
     match opts.format {
         Format::Xml => xml(pool, &devices, opts.skip_mappings, w),
         Format::Json => json(pool, &devices, opts.skip_mappings, w),

@@ -7,17 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Fault {
     #[error("checksum mismatch for {kind} (stored {stored:#010x}, computed {computed:#010x})")]
-    Checksum {
-        kind: &'static str,
-        stored: u32,
-        computed: u32,
-    },
+    Checksum { kind: &'static str, stored: u32, computed: u32 },
     #[error("{kind} records block number {found}, expected {expected}")]
-    BlockNumber {
-        kind: &'static str,
-        found: u64,
-        expected: u64,
-    },
+    BlockNumber { kind: &'static str, found: u64, expected: u64 },
     #[error("block is past the end of the metadata device ({nr_blocks} blocks)")]
     OutOfRange { nr_blocks: u64 },
     #[error("bad btree node flags {0:#x}")]
@@ -36,14 +28,8 @@ pub enum Fault {
     KeysUnsorted { index: u32, prev: u64, key: u64 },
     #[error("btree key {key} outside the range [{lo}, {hi}) given by the parent node")]
     KeyOutOfParentRange { key: u64, lo: u64, hi: u64 },
-    #[error(
-        "btree node at depth {depth} is {what}; leaves must all be at the same depth {leaf_depth}"
-    )]
-    Depth {
-        depth: u32,
-        leaf_depth: u32,
-        what: &'static str,
-    },
+    #[error("btree node at depth {depth} is {what}; leaves must all be at the same depth {leaf_depth}")]
+    Depth { depth: u32, leaf_depth: u32, what: &'static str },
     #[error("btree deeper than {0} levels (pointer cycle?)")]
     TooDeep(u32),
     #[error("empty non-root btree node")]
@@ -65,16 +51,9 @@ pub enum Fault {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: metadata block {block}: {fault}")]
-    Block {
-        path: PathBuf,
-        block: u64,
-        fault: Fault,
-    },
+    Block { path: PathBuf, block: u64, fault: Fault },
     #[error("{path}: {what}")]
     Metadata { path: PathBuf, what: String },
     #[error("{0}")]
@@ -89,9 +68,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

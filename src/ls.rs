@@ -50,28 +50,17 @@ pub const DEFAULT_FIELDS: &str = "DEV,MAPPED,CREATE_TIME,SNAP_TIME";
 
 impl Field {
     pub fn name(self) -> &'static str {
-        ALL_FIELDS
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        ALL_FIELDS.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
 pub fn parse_fields(s: &str) -> Result<Vec<Field>> {
     s.split(',')
         .map(|name| {
-            ALL_FIELDS
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
-                .map(|(_, f)| *f)
-                .ok_or_else(|| {
-                    let all: Vec<&str> = ALL_FIELDS.iter().map(|(n, _)| *n).collect();
-                    Error::Usage(format!(
-                        "unknown field '{name}' (fields: {})",
-                        all.join(",")
-                    ))
-                })
+            ALL_FIELDS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.trim())).map(|(_, f)| *f).ok_or_else(|| {
+                let all: Vec<&str> = ALL_FIELDS.iter().map(|(n, _)| *n).collect();
+                Error::Usage(format!("unknown field '{name}' (fields: {})", all.join(",")))
+            })
         })
         .collect()
 }
@@ -95,9 +84,7 @@ struct UseCounts {
 
 impl UseCounts {
     fn new(nr_blocks: u64) -> Self {
-        UseCounts {
-            bits: vec![0; (nr_blocks as usize).div_ceil(32)],
-        }
+        UseCounts { bits: vec![0; (nr_blocks as usize).div_ceil(32)] }
     }
     fn get(&self, b: u64) -> u64 {
         let (w, s) = ((b / 32) as usize, (b % 32) * 2);
@@ -183,25 +170,14 @@ fn value(row: &Row, f: Field, sectors_per_block: u64) -> String {
 }
 
 /// thin_ls's table: every column right-aligned to its widest cell, each followed by one space.
-pub fn write_table(
-    pool: &Pool,
-    rows: &[Row],
-    fields: &[Field],
-    headers: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
+pub fn write_table(pool: &Pool, rows: &[Row], fields: &[Field], headers: bool, out: &mut dyn Write) -> Result<()> {
     let spb = pool.superblock().data_block_size as u64;
     let mut table: Vec<Vec<String>> = Vec::new();
     if headers {
         table.push(fields.iter().map(|f| f.name().to_string()).collect());
     }
-    table.extend(
-        rows.iter()
-            .map(|r| fields.iter().map(|&f| value(r, f, spb)).collect()),
-    );
-    let widths: Vec<usize> = (0..fields.len())
-        .map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
+    table.extend(rows.iter().map(|r| fields.iter().map(|&f| value(r, f, spb)).collect()));
+    let widths: Vec<usize> = (0..fields.len()).map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut s = String::new();
     for r in &table {
         for (cell, w) in r.iter().zip(&widths) {
@@ -209,8 +185,7 @@ pub fn write_table(
         }
         s.push('\n');
     }
-    out.write_all(s.as_bytes())
-        .map_err(|e| Error::io("<stdout>", e))
+    out.write_all(s.as_bytes()).map_err(|e| Error::io("<stdout>", e))
 }
 
 pub fn write_json(pool: &Pool, rows: &[Row], out: &mut dyn Write) -> Result<()> {

@@ -125,33 +125,15 @@ fn run(cli: Cli) -> Result<(), Error> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     match cli.cmd {
-        Cmd::Dump {
-            meta,
-            dev_id,
-            skip_mappings,
-            format,
-        } => {
+        Cmd::Dump { meta, dev_id, skip_mappings, format } => {
             let pool = meta.open()?;
             let format = match format {
                 DumpFormat::Xml => dump::Format::Xml,
                 DumpFormat::Json => dump::Format::Json,
             };
-            dump::dump(
-                &pool,
-                &dump::Options {
-                    format,
-                    dev_ids: dev_id,
-                    skip_mappings,
-                },
-                &mut out,
-            )?;
+            dump::dump(&pool, &dump::Options { format, dev_ids: dev_id, skip_mappings }, &mut out)?;
         }
-        Cmd::Ls {
-            meta,
-            fields,
-            no_headers,
-            format,
-        } => {
+        Cmd::Ls { meta, fields, no_headers, format } => {
             let fields = ls::parse_fields(&fields)?;
             let pool = meta.open()?;
             let rows = ls::rows(&pool)?;
@@ -160,27 +142,16 @@ fn run(cli: Cli) -> Result<(), Error> {
                 LsFormat::Json => ls::write_json(&pool, &rows, &mut out)?,
             }
         }
-        Cmd::Diff {
-            meta,
-            snap1,
-            snap2,
-            verbose,
-            format,
-            changed_only,
-            stats,
-        } => {
+        Cmd::Diff { meta, snap1, snap2, verbose, format, changed_only, stats } => {
             let pool = meta.open()?;
             let (left, right) = (pool.device(snap1)?, pool.device(snap2)?);
-            let mut deltas = diff::delta(&pool, left, right, diff::Options { changed_only })?;
+            let mut deltas = diff::delta(&pool, left, right, diff::Options { changed_only, ..Default::default() })?;
             let format = match format {
                 DiffFormat::Xml => output::Format::Xml,
                 DiffFormat::Json => output::Format::Json,
                 DiffFormat::Ranges => output::Format::Ranges,
             };
-            let header = output::Header {
-                left: snap1,
-                right: snap2,
-            };
+            let header = output::Header { left: snap1, right: snap2 };
             output::write(&pool, &header, deltas.by_ref(), format, verbose, &mut out)?;
             let s = deltas.stats();
             output::finish(format, stats.then_some(&s), &mut out)?;
@@ -199,9 +170,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
-            ExitCode::from(141)
-        }
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
         Err(e) => {
             eprintln!("thinsend-native: {e}");
             ExitCode::FAILURE

@@ -34,23 +34,15 @@ impl Pool {
         let roots = device_roots(&dev, sb.used.data_mapping_root)?;
         let details = read_details(&dev, sb.used.device_details_root)?;
         if roots.len() != details.len() || roots.iter().zip(&details).any(|(r, d)| r.0 != d.0) {
-            let ids = |v: Vec<u64>| {
-                v.iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
+            let ids = |v: Vec<u64>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
             return Err(dev.metadata_error(format!(
                 "inconsistent device ids: mapping tree has [{}], details tree has [{}]",
                 ids(roots.iter().map(|r| r.0).collect()),
                 ids(details.iter().map(|d| d.0).collect())
             )));
         }
-        let devices = roots
-            .into_iter()
-            .zip(details)
-            .map(|((id, root), (_, details))| Device { id, root, details })
-            .collect();
+        let devices =
+            roots.into_iter().zip(details).map(|((id, root), (_, details))| Device { id, root, details }).collect();
         Ok(Pool { dev, sb, devices })
     }
 
@@ -72,11 +64,7 @@ impl Pool {
                 path: self.dev.path().to_path_buf(),
                 what: format!(
                     "thin device {id} not found (devices: {})",
-                    if ids.is_empty() {
-                        "none".into()
-                    } else {
-                        ids.join(", ")
-                    }
+                    if ids.is_empty() { "none".into() } else { ids.join(", ") }
                 ),
             }
         })

@@ -166,11 +166,7 @@ pub struct Selected {
 pub fn select(dev: &MetadataDev, source: Source) -> Result<Selected> {
     let live = read_at(dev, SUPERBLOCK_LOCATION)?;
     match source {
-        Source::Live => Ok(Selected {
-            used: live.clone(),
-            live,
-            snapshot: false,
-        }),
+        Source::Live => Ok(Selected { used: live.clone(), live, snapshot: false }),
         Source::Snapshot(want) => {
             if live.held_root == 0 {
                 return Err(dev.metadata_error(
@@ -180,18 +176,13 @@ pub fn select(dev: &MetadataDev, source: Source) -> Result<Selected> {
             }
             if let Some(w) = want {
                 if w != live.held_root {
-                    return Err(dev.metadata_error(format!(
-                        "metadata snapshot is at block {}, not {w}",
-                        live.held_root
-                    )));
+                    return Err(
+                        dev.metadata_error(format!("metadata snapshot is at block {}, not {w}", live.held_root))
+                    );
                 }
             }
             let used = read_at(dev, live.held_root)?;
-            Ok(Selected {
-                live,
-                used,
-                snapshot: true,
-            })
+            Ok(Selected { live, used, snapshot: true })
         }
     }
 }

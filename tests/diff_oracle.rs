@@ -23,10 +23,7 @@ impl Rng {
 }
 
 fn have_oracle() -> bool {
-    let ok = Command::new("thin_delta")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = Command::new("thin_delta").arg("-V").output().is_ok_and(|o| o.status.success());
     if !ok && std::env::var_os("CI").is_some() {
         panic!("thin_delta (Debian thin-provisioning-tools) is required in CI but not installed");
     }
@@ -93,22 +90,24 @@ fn random_pool(rng: &mut Rng) -> (String, Vec<u64>) {
     }
     let mut xml = String::new();
     let bs = [128u32, 256, 1024][rng.below(3) as usize];
-    writeln!(xml, "<superblock uuid=\"\" time=\"3\" transaction=\"7\" data_block_size=\"{bs}\" nr_data_blocks=\"{nr_data}\">").unwrap();
+    writeln!(
+        xml,
+        "<superblock uuid=\"\" time=\"3\" transaction=\"7\" data_block_size=\"{bs}\" nr_data_blocks=\"{nr_data}\">"
+    )
+    .unwrap();
     let mut ids = Vec::new();
     for (i, d) in devs.iter().enumerate() {
-        let id = ids
-            .last()
-            .map_or(rng.below(3), |l: &u64| l + 1 + rng.below(3));
+        let id = ids.last().map_or(rng.below(3), |l: &u64| l + 1 + rng.below(3));
         let _ = i;
         ids.push(id);
-        writeln!(xml, "  <device dev_id=\"{id}\" mapped_blocks=\"{}\" transaction=\"0\" creation_time=\"0\" snap_time=\"1\">", d.len()).unwrap();
+        writeln!(
+            xml,
+            "  <device dev_id=\"{id}\" mapped_blocks=\"{}\" transaction=\"0\" creation_time=\"0\" snap_time=\"1\">",
+            d.len()
+        )
+        .unwrap();
         for (k, v) in d {
-            writeln!(
-                xml,
-                "    <single_mapping origin_block=\"{k}\" data_block=\"{v}\" time=\"{}\"/>",
-                k % 3
-            )
-            .unwrap();
+            writeln!(xml, "    <single_mapping origin_block=\"{k}\" data_block=\"{v}\" time=\"{}\"/>", k % 3).unwrap();
         }
         writeln!(xml, "  </device>").unwrap();
     }
@@ -118,11 +117,7 @@ fn random_pool(rng: &mut Rng) -> (String, Vec<u64>) {
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let o = cmd.output().expect("run");
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }
 
@@ -138,8 +133,7 @@ fn compare(img: &Path, a: u64, b: u64, m: bool, what: &str) {
             if verbose {
                 c.arg("--verbose");
             }
-            c.args(["--snap1", &a.to_string(), "--snap2", &b.to_string()])
-                .arg(img);
+            c.args(["--snap1", &a.to_string(), "--snap2", &b.to_string()]).arg(img);
         }
         let (o, t) = (run(&mut ours), run(&mut theirs));
         assert!(o == t, "{what}: diff {a} {b} (verbose={verbose}, -m={m}) differs from thin_delta:\n--- ours\n{}\n--- thin_delta\n{}",
@@ -151,21 +145,11 @@ fn compare(img: &Path, a: u64, b: u64, m: bool, what: &str) {
         .args(["--snap1", &a.to_string(), "--snap2", &b.to_string()])
         .arg(img)))
     .unwrap();
-    let expect: String = t
-        .lines()
-        .filter(|l| !l.contains("<same "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let expect: String = t.lines().filter(|l| !l.contains("<same ")).map(|l| format!("{l}\n")).collect();
     let o = String::from_utf8(run(Command::new(BIN)
         .arg("diff")
         .args(if m { vec!["-m"] } else { vec![] })
-        .args([
-            "--changed-only",
-            "--snap1",
-            &a.to_string(),
-            "--snap2",
-            &b.to_string(),
-        ])
+        .args(["--changed-only", "--snap1", &a.to_string(), "--snap2", &b.to_string()])
         .arg(img)))
     .unwrap();
     assert_eq!(o, expect, "{what}: --changed-only {a} {b}");
@@ -176,10 +160,7 @@ fn diff_equals_thin_delta_on_restored_pools() {
     if !have_oracle() {
         return;
     }
-    let base_seed = std::env::var("THINSEND_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0001u64);
+    let base_seed = std::env::var("THINSEND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0001u64);
     let dir = tempfile::tempdir().unwrap();
     let n = 40;
     for i in 0..n {
@@ -189,25 +170,12 @@ fn diff_equals_thin_delta_on_restored_pools() {
         let xp = dir.path().join("p.xml");
         let img = dir.path().join("p.img");
         std::fs::write(&xp, xml).unwrap();
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(64 << 20)
-            .unwrap();
-        run(Command::new("thin_restore")
-            .arg("-i")
-            .arg(&xp)
-            .arg("-o")
-            .arg(&img));
+        std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+        run(Command::new("thin_restore").arg("-i").arg(&xp).arg("-o").arg(&img));
         for _ in 0..3 {
             let a = ids[rng.below(ids.len() as u64) as usize];
             let b = ids[rng.below(ids.len() as u64) as usize];
-            compare(
-                &img,
-                a,
-                b,
-                false,
-                &format!("seed {seed} (THINSEND_SEED={seed} reproduces)"),
-            );
+            compare(&img, a, b, false, &format!("seed {seed} (THINSEND_SEED={seed} reproduces)"));
         }
     }
 }
@@ -240,21 +208,12 @@ fn diff_equals_thin_delta_on_kernel_images() {
             }
             let o = cmd.arg(&img).output().unwrap();
             if !o.status.success() {
-                assert!(
-                    m,
-                    "{}: dump failed: {}",
-                    p.display(),
-                    String::from_utf8_lossy(&o.stderr)
-                );
+                assert!(m, "{}: dump failed: {}", p.display(), String::from_utf8_lossy(&o.stderr));
                 continue; // no held snapshot in this image
             }
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            let ids: Vec<u64> = v["devices"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d["dev_id"].as_u64().unwrap())
-                .collect();
+            let ids: Vec<u64> =
+                v["devices"].as_array().unwrap().iter().map(|d| d["dev_id"].as_u64().unwrap()).collect();
             for &a in &ids {
                 for &b in &ids {
                     compare(&img, a, b, m, &p.display().to_string());

@@ -22,10 +22,12 @@ struct Frame<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Front {
     End,
-    /// An unread subtree: its block, the lower bound its parent gives its keys, its depth (root = 0).
+    /// An unread subtree: its block, the key range `[lo, hi)` its parent gives it (`hi` None = no
+    /// upper bound), its depth (root = 0).
     Sub {
         block: u64,
         lo: u64,
+        hi: Option<u64>,
         depth: usize,
     },
     /// A leaf entry: key and raw 8-byte value (value size 8 trees only; see `Cursor::value_bytes`).
@@ -47,6 +49,36 @@ pub struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor before the root. Reads the leftmost path once to learn the depth of the leaves.
     pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Result<Self> {
+        let (leaf_depth, reads) = leaf_depth(dev, root, leaf_value_size)?;
+        Ok(Cursor { reads, ..Self::with_depth(dev, root, leaf_value_size, leaf_depth) })
+    }
+
+    /// A cursor before the root of a tree whose leaves are known to be at `leaf_depth`.
+    pub fn with_depth(dev: &'a MetadataDev, root: u64, leaf_value_size: usize, leaf_depth: usize) -> Self {
+        Cursor { dev, leaf_value_size, root: Some(root), stack: Vec::new(), leaf_depth, reads: 0 }
+    }
+
+    /// Skips what lies wholly below `lo` and ends at `hi`: the front within the window `[lo, hi)`.
+    pub fn front_within(&mut self, lo: u64, hi: Option<u64>) -> Front {
+        loop {
+            let f = self.front();
+            let (start, below) = match f {
+                Front::End => return f,
+                Front::Sub { lo: s, hi: h, .. } => (s, h.is_some_and(|h| h <= lo)),
+                Front::Entry { key } => (key, key < lo),
+            };
+            if below {
+                self.skip();
+                continue;
+            }
+            return if hi.is_some_and(|h| start >= h) { Front::End } else { f };
+        }
+    }
+}
+
+/// The depth of a tree's leaves (0 = the root is a leaf), from its leftmost path, and blocks read.
+pub fn leaf_depth(dev: &MetadataDev, root: u64, leaf_value_size: usize) -> Result<(usize, u64)> {
+    {
         let mut depth = 0;
         let mut block = root;
         let mut reads = 0;
@@ -62,16 +94,11 @@ impl<'a> Cursor<'a> {
             }
             block = node.child(0);
         }
-        Ok(Cursor {
-            dev,
-            leaf_value_size,
-            root: Some(root),
-            stack: Vec::new(),
-            leaf_depth: depth,
-            reads,
-        })
+        Ok((depth, reads))
     }
+}
 
+impl<'a> Cursor<'a> {
     pub fn leaf_depth(&self) -> usize {
         self.leaf_depth
     }
@@ -83,11 +110,7 @@ impl<'a> Cursor<'a> {
 
     pub fn front(&mut self) -> Front {
         if let Some(block) = self.root {
-            return Front::Sub {
-                block,
-                lo: 0,
-                depth: 0,
-            };
+            return Front::Sub { block, lo: 0, hi: None, depth: 0 };
         }
         loop {
             let depth = self.stack.len();
@@ -100,15 +123,10 @@ impl<'a> Cursor<'a> {
             }
             let i = top.next;
             return if top.node.is_leaf {
-                Front::Entry {
-                    key: top.node.key(i),
-                }
+                Front::Entry { key: top.node.key(i) }
             } else {
-                Front::Sub {
-                    block: top.node.child(i),
-                    lo: top.node.key(i),
-                    depth,
-                }
+                let hi = if i + 1 < top.node.len() { Some(top.node.key(i + 1)) } else { top.hi };
+                Front::Sub { block: top.node.child(i), lo: top.node.key(i), hi, depth }
             };
         }
     }
@@ -142,11 +160,7 @@ impl<'a> Cursor<'a> {
             let top = self.stack.last_mut().expect("front is a subtree");
             let i = top.next;
             top.next += 1;
-            let hi = if i + 1 < top.node.len() {
-                Some(top.node.key(i + 1))
-            } else {
-                top.hi
-            };
+            let hi = if i + 1 < top.node.len() { Some(top.node.key(i + 1)) } else { top.hi };
             (top.node.child(i), top.node.key(i), hi, depth)
         };
         let node = read_node(self.dev, block, self.leaf_value_size, depth == 0)?;
@@ -155,19 +169,10 @@ impl<'a> Cursor<'a> {
             check_range(self.dev, &node, lo, hi)?;
         }
         if node.is_leaf != (depth == self.leaf_depth) {
-            let what = if node.is_leaf {
-                "a leaf"
-            } else {
-                "an internal node"
-            };
-            return Err(self.dev.fault(
-                block,
-                Fault::Depth {
-                    depth: depth as u32,
-                    leaf_depth: self.leaf_depth as u32,
-                    what,
-                },
-            ));
+            let what = if node.is_leaf { "a leaf" } else { "an internal node" };
+            return Err(self
+                .dev
+                .fault(block, Fault::Depth { depth: depth as u32, leaf_depth: self.leaf_depth as u32, what }));
         }
         self.stack.push(Frame { node, next: 0, hi });
         Ok(())
@@ -197,20 +202,9 @@ pub fn check_range(dev: &MetadataDev, node: &Node<'_>, lo: u64, hi: Option<u64>)
         return Ok(());
     }
     let (first, last) = (node.key(0), node.key(node.len() - 1));
-    let bad = if first < lo {
-        Some(first)
-    } else {
-        hi.filter(|&h| last >= h).map(|_| last)
-    };
+    let bad = if first < lo { Some(first) } else { hi.filter(|&h| last >= h).map(|_| last) };
     match bad {
-        Some(key) => Err(dev.fault(
-            node.block,
-            Fault::KeyOutOfParentRange {
-                key,
-                lo,
-                hi: hi.unwrap_or(u64::MAX),
-            },
-        )),
+        Some(key) => Err(dev.fault(node.block, Fault::KeyOutOfParentRange { key, lo, hi: hi.unwrap_or(u64::MAX) })),
         None => Ok(()),
     }
 }

@@ -34,7 +34,5 @@ impl Value for DeviceDetails {
 }
 
 pub fn read_details(dev: &MetadataDev, root: u64) -> Result<Vec<(u64, DeviceDetails)>> {
-    LeafWalker::new(dev, root, DeviceDetails::SIZE)
-        .entries::<DeviceDetails>()
-        .collect()
+    LeafWalker::new(dev, root, DeviceDetails::SIZE).entries::<DeviceDetails>().collect()
 }

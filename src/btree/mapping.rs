@@ -14,10 +14,7 @@ pub struct BlockTime {
 
 impl BlockTime {
     pub fn from_raw(raw: u64) -> Self {
-        BlockTime {
-            data_block: raw >> 24,
-            time: (raw & 0xFF_FFFF) as u32,
-        }
+        BlockTime { data_block: raw >> 24, time: (raw & 0xFF_FFFF) as u32 }
     }
 
     pub fn raw(&self) -> u64 {
@@ -37,16 +34,11 @@ impl Value for BlockTime {
 
 /// `(dev_id, bottom-level root)` for every device in the top level, in id order.
 pub fn device_roots(dev: &MetadataDev, mapping_root: u64) -> Result<Vec<(u64, u64)>> {
-    LeafWalker::new(dev, mapping_root, 8)
-        .entries::<u64>()
-        .collect()
+    LeafWalker::new(dev, mapping_root, 8).entries::<u64>().collect()
 }
 
 /// Every mapping of one device, in virtual block order.
-pub fn mappings(
-    dev: &MetadataDev,
-    root: u64,
-) -> impl Iterator<Item = Result<(u64, BlockTime)>> + '_ {
+pub fn mappings(dev: &MetadataDev, root: u64) -> impl Iterator<Item = Result<(u64, BlockTime)>> + '_ {
     LeafWalker::new(dev, root, 8).entries::<BlockTime>()
 }
 
@@ -56,21 +48,7 @@ mod tests {
 
     #[test]
     fn block_time_packing_matches_the_kernel() {
-        assert_eq!(
-            BlockTime::from_raw(0x0000_0190_0000_0001),
-            BlockTime {
-                data_block: 400,
-                time: 1
-            }
-        );
-        assert_eq!(
-            BlockTime {
-                data_block: 100,
-                time: 0
-            }
-            .raw()
-            .to_le_bytes(),
-            [0, 0, 0, 0x64, 0, 0, 0, 0]
-        );
+        assert_eq!(BlockTime::from_raw(0x0000_0190_0000_0001), BlockTime { data_block: 400, time: 1 });
+        assert_eq!(BlockTime { data_block: 100, time: 0 }.raw().to_le_bytes(), [0, 0, 0, 0x64, 0, 0, 0, 0]);
     }
 }

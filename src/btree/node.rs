@@ -91,36 +91,17 @@ impl<'a> Node<'a> {
 /// Reads block `b` as a btree node whose leaves hold `leaf_value_size`-byte values, checking the
 /// checksum, block number, flags, value size, capacity, entry count, fill (for non-root nodes) and
 /// key order.
-pub fn read_node(
-    dev: &MetadataDev,
-    b: u64,
-    leaf_value_size: usize,
-    is_root: bool,
-) -> Result<Node<'_>> {
+pub fn read_node(dev: &MetadataDev, b: u64, leaf_value_size: usize, is_root: bool) -> Result<Node<'_>> {
     let data = dev.read(b, BlockKind::Node)?;
     let (is_leaf, nr, value_base, value_size) =
         check_header(&data, leaf_value_size, is_root).map_err(|f| dev.fault(b, f))?;
-    let node = Node {
-        data,
-        block: b,
-        is_leaf,
-        nr,
-        value_base,
-        value_size,
-    };
+    let node = Node { data, block: b, is_leaf, nr, value_base, value_size };
     let mut prev = None;
     for i in 0..nr {
         let k = node.key(i);
         if let Some(p) = prev {
             if k <= p {
-                return Err(dev.fault(
-                    b,
-                    Fault::KeysUnsorted {
-                        index: i as u32,
-                        prev: p,
-                        key: k,
-                    },
-                ));
+                return Err(dev.fault(b, Fault::KeysUnsorted { index: i as u32, prev: p, key: k }));
             }
         }
         prev = Some(k);
@@ -128,11 +109,7 @@ pub fn read_node(
     Ok(node)
 }
 
-fn check_header(
-    d: &[u8],
-    leaf_value_size: usize,
-    is_root: bool,
-) -> Result<(bool, usize, usize, usize), Fault> {
+fn check_header(d: &[u8], leaf_value_size: usize, is_root: bool) -> Result<(bool, usize, usize, usize), Fault> {
     let flags = LE::read_u32(&d[4..]);
     let nr = LE::read_u32(&d[16..]);
     let max = LE::read_u32(&d[20..]);
@@ -144,16 +121,10 @@ fn check_header(
     };
     let expected = if is_leaf { leaf_value_size } else { 8 };
     if vs as usize != expected {
-        return Err(Fault::ValueSize {
-            found: vs,
-            expected: expected as u32,
-        });
+        return Err(Fault::ValueSize { found: vs, expected: expected as u32 });
     }
     if HEADER_SIZE as u64 + (8 + vs as u64) * max as u64 > BLOCK_SIZE as u64 {
-        return Err(Fault::MaxEntries {
-            max,
-            value_size: vs,
-        });
+        return Err(Fault::MaxEntries { max, value_size: vs });
     }
     if max % 3 != 0 {
         return Err(Fault::MaxEntriesNotMultipleOf3 { max });
@@ -167,12 +138,7 @@ fn check_header(
     if !is_leaf && nr == 0 {
         return Err(Fault::EmptyInternal);
     }
-    Ok((
-        is_leaf,
-        nr as usize,
-        HEADER_SIZE + 8 * max as usize,
-        vs as usize,
-    ))
+    Ok((is_leaf, nr as usize, HEADER_SIZE + 8 * max as usize, vs as usize))
 }
 
 /// Packs a node into a 4 KiB block with the kernel's layout and a valid checksum.
@@ -185,12 +151,7 @@ pub struct NodeBuilder {
 
 impl NodeBuilder {
     pub fn new(is_leaf: bool, value_size: usize) -> Self {
-        NodeBuilder {
-            is_leaf,
-            value_size,
-            keys: Vec::new(),
-            values: Vec::new(),
-        }
+        NodeBuilder { is_leaf, value_size, keys: Vec::new(), values: Vec::new() }
     }
 
     pub fn push<V: Value>(&mut self, key: u64, v: &V) {
@@ -201,24 +162,12 @@ impl NodeBuilder {
     }
 
     pub fn pack(&self, block: u64) -> Vec<u8> {
-        pack_node(
-            block,
-            self.is_leaf,
-            self.value_size,
-            &self.keys,
-            &self.values,
-        )
+        pack_node(block, self.is_leaf, self.value_size, &self.keys, &self.values)
     }
 }
 
 /// Packs `keys` and their concatenated `values` into a node block at location `block`.
-pub fn pack_node(
-    block: u64,
-    is_leaf: bool,
-    value_size: usize,
-    keys: &[u64],
-    values: &[u8],
-) -> Vec<u8> {
+pub fn pack_node(block: u64, is_leaf: bool, value_size: usize, keys: &[u64], values: &[u8]) -> Vec<u8> {
     let max = max_entries(value_size);
     assert!(keys.len() <= max, "node overfull");
     assert_eq!(values.len(), keys.len() * value_size);

@@ -12,19 +12,12 @@ pub struct LeafWalker<'a> {
 
 impl<'a> LeafWalker<'a> {
     pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Self {
-        LeafWalker {
-            cursor: Cursor::new(dev, root, leaf_value_size).map_err(Some),
-        }
+        LeafWalker { cursor: Cursor::new(dev, root, leaf_value_size).map_err(Some) }
     }
 
     /// The leaf entries, decoded as `V`.
     pub fn entries<V: Value>(self) -> Entries<'a, V> {
-        Entries {
-            leaves: self,
-            leaf: None,
-            next: 0,
-            _v: std::marker::PhantomData,
-        }
+        Entries { leaves: self, leaf: None, next: 0, _v: std::marker::PhantomData }
     }
 
     fn step(c: &mut Cursor<'a>) -> Result<Option<Node<'a>>> {

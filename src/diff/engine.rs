@@ -13,6 +13,9 @@ pub struct Walk<'a> {
     l: Cursor<'a>,
     r: Cursor<'a>,
     changed_only: bool,
+    /// Only keys in `[lo, hi)` are compared (a window of a parallel diff; everything by default).
+    lo: u64,
+    hi: Option<u64>,
     /// While the left cursor is at or below this depth it is inside a shared subtree that is being
     /// reported as `same` (the right cursor has already skipped it).
     mirror: Option<usize>,
@@ -24,29 +27,22 @@ fn data(raw: u64) -> u64 {
 }
 
 fn one(kind: Kind, begin: u64, left: Option<u64>, right: Option<u64>) -> Delta {
-    Delta {
-        kind,
-        begin,
-        length: 1,
-        left,
-        right,
-    }
+    Delta { kind, begin, length: 1, left, right }
 }
 
 impl<'a> Walk<'a> {
-    pub fn new(
+    /// A walk of the keys in `[lo, hi)` only, for trees whose leaf depths are known.
+    pub fn window(
         dev: &'a MetadataDev,
-        left_root: u64,
-        right_root: u64,
+        (left_root, left_depth): (u64, usize),
+        (right_root, right_depth): (u64, usize),
         opts: Options,
-    ) -> Result<Self> {
-        Ok(Walk {
-            l: Cursor::new(dev, left_root, 8)?,
-            r: Cursor::new(dev, right_root, 8)?,
-            changed_only: opts.changed_only,
-            mirror: None,
-            shared: 0,
-        })
+        lo: u64,
+        hi: Option<u64>,
+    ) -> Self {
+        let l = Cursor::with_depth(dev, left_root, 8, left_depth);
+        let r = Cursor::with_depth(dev, right_root, 8, right_depth);
+        Walk { l, r, changed_only: opts.changed_only, lo, hi, mirror: None, shared: 0 }
     }
 
     pub fn reads(&self) -> u64 {
@@ -56,7 +52,7 @@ impl<'a> Walk<'a> {
     /// The next block's delta (length 1), or None at the end of both trees.
     pub fn step(&mut self) -> Result<Option<Delta>> {
         loop {
-            let lf = self.l.front();
+            let lf = self.l.front_within(self.lo, self.hi);
             if let Some(md) = self.mirror {
                 if lf != Front::End && self.l.depth() >= md {
                     match lf {
@@ -73,7 +69,7 @@ impl<'a> Walk<'a> {
                 }
                 self.mirror = None;
             }
-            let rf = self.r.front();
+            let rf = self.r.front_within(self.lo, self.hi);
             match (lf, rf) {
                 (Front::End, Front::End) => return Ok(None),
                 (Front::Sub { block: a, .. }, Front::Sub { block: b, .. }) if a == b => {
@@ -86,14 +82,7 @@ impl<'a> Walk<'a> {
                         self.mirror = Some(self.l.depth());
                     }
                 }
-                (
-                    Front::Sub {
-                        lo: la, depth: da, ..
-                    },
-                    Front::Sub {
-                        lo: lb, depth: db, ..
-                    },
-                ) => {
+                (Front::Sub { lo: la, depth: da, .. }, Front::Sub { lo: lb, depth: db, .. }) => {
                     let (hl, hr) = (self.l.leaf_depth() - da, self.r.leaf_depth() - db);
                     if la < lb || (la == lb && hl > hr) {
                         self.l.expand()?;

@@ -4,6 +4,12 @@
 mod engine;
 pub mod output;
 
+use std::collections::VecDeque;
+
+use rayon::prelude::*;
+
+use crate::btree::cursor::leaf_depth;
+use crate::btree::node::read_node;
 use crate::error::Result;
 use crate::pool::{Device, Pool};
 
@@ -50,10 +56,7 @@ impl Delta {
             (None, None) => true,
             _ => false,
         };
-        self.kind == next.kind
-            && self.end() == next.begin
-            && cont(self.left, next.left)
-            && cont(self.right, next.right)
+        self.kind == next.kind && self.end() == next.begin && cont(self.left, next.left) && cont(self.right, next.right)
     }
 }
 
@@ -61,6 +64,8 @@ impl Delta {
 pub struct Options {
     /// Leave out `same` ranges (and never read subtrees both devices share).
     pub changed_only: bool,
+    /// One walk on this thread, even where parallel windows would pay.
+    pub sequential: bool,
 }
 
 /// Statistics of one diff, filled in as the iterator runs.
@@ -74,30 +79,101 @@ pub struct Stats {
     pub right_only: u64,
 }
 
-/// The delta of `right` against `left` as maximal data-contiguous pieces in ascending order.
+/// The delta of `right` against `left` as maximal data-contiguous pieces in ascending order. Walks
+/// the trees in parallel key windows when all mappings are wanted (reading the shared leaves is then
+/// the bulk of the work), and in one walk with `changed_only` (which reads only what differs).
 pub fn delta<'a>(pool: &'a Pool, left: &Device, right: &Device, opts: Options) -> Result<Diff<'a>> {
-    let walk = engine::Walk::new(&pool.dev, left.root, right.root, opts)?;
-    Ok(Diff {
-        walk,
-        cur: None,
-        stats: Stats::default(),
-        failed: false,
-    })
+    let dev = &pool.dev;
+    let (ld, lreads) = leaf_depth(dev, left.root, 8)?;
+    let (rd, rreads) = leaf_depth(dev, right.root, 8)?;
+    let windows = if opts.changed_only || opts.sequential || rayon::current_num_threads() < 2 {
+        Vec::new()
+    } else {
+        windows(pool, left.root, right.root)?
+    };
+    let source = if windows.len() < 2 {
+        Source::Seq(Box::new(engine::Walk::window(dev, (left.root, ld), (right.root, rd), opts, 0, None)))
+    } else {
+        Source::Par { pool, roots: ((left.root, ld), (right.root, rd)), opts, windows, next: 0, ready: VecDeque::new() }
+    };
+    let stats = Stats { metadata_blocks_read: lreads + rreads, ..Stats::default() };
+    Ok(Diff { source, cur: None, stats, failed: false })
+}
+
+enum Source<'a> {
+    Seq(Box<engine::Walk<'a>>),
+    Par {
+        pool: &'a Pool,
+        roots: ((u64, usize), (u64, usize)),
+        opts: Options,
+        windows: Vec<(u64, Option<u64>)>,
+        next: usize,
+        ready: VecDeque<Delta>,
+    },
+}
+
+/// Key windows `[lo, hi)` along the children of both roots (and of the left root's children when the
+/// roots alone give few), so that windows split the trees along subtree boundaries.
+fn windows(pool: &Pool, left: u64, right: u64) -> Result<Vec<(u64, Option<u64>)>> {
+    let dev = &pool.dev;
+    let mut keys = Vec::new();
+    let mut inner = Vec::new();
+    for root in [left, right] {
+        let n = read_node(dev, root, 8, true)?;
+        if !n.is_leaf {
+            keys.extend((1..n.len()).map(|i| n.key(i)));
+            if root == left {
+                inner.extend((0..n.len()).map(|i| n.child(i)));
+            }
+        }
+    }
+    if keys.len() < 64 {
+        for c in inner {
+            let n = read_node(dev, c, 8, false)?;
+            if !n.is_leaf {
+                keys.extend((1..n.len()).map(|i| n.key(i)));
+            }
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut w = Vec::with_capacity(keys.len() + 1);
+    let mut lo = 0;
+    for k in keys {
+        w.push((lo, Some(k)));
+        lo = k;
+    }
+    w.push((lo, None));
+    Ok(w)
 }
 
 /// The pieces of a delta, in ascending order; `stats()` counts what was read and produced so far.
 pub struct Diff<'a> {
-    walk: engine::Walk<'a>,
+    source: Source<'a>,
     cur: Option<Delta>,
     stats: Stats,
     failed: bool,
 }
 
+/// One window's coalesced pieces, with the blocks read and shared subtrees skipped.
+fn run_window(w: &mut engine::Walk<'_>) -> Result<Vec<Delta>> {
+    let mut out: Vec<Delta> = Vec::new();
+    while let Some(d) = w.step()? {
+        match out.last_mut() {
+            Some(c) if c.extends(&d) => c.length += d.length,
+            _ => out.push(d),
+        }
+    }
+    Ok(out)
+}
+
 impl Diff<'_> {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.metadata_blocks_read = self.walk.reads();
-        s.shared_subtrees_skipped = self.walk.shared;
+        if let Source::Seq(w) = &self.source {
+            s.metadata_blocks_read += w.reads();
+            s.shared_subtrees_skipped += w.shared;
+        }
         s
     }
 
@@ -110,6 +186,37 @@ impl Diff<'_> {
         };
         *c += d.length;
     }
+
+    fn next_piece(&mut self) -> Result<Option<Delta>> {
+        match &mut self.source {
+            Source::Seq(w) => w.step(),
+            Source::Par { pool, roots, opts, windows, next, ready } => loop {
+                if let Some(d) = ready.pop_front() {
+                    return Ok(Some(d));
+                }
+                if *next == windows.len() {
+                    return Ok(None);
+                }
+                let batch = &windows[*next..windows.len().min(*next + 4 * rayon::current_num_threads())];
+                *next += batch.len();
+                let (pool, roots, opts) = (*pool, *roots, *opts);
+                let results: Vec<Result<(Vec<Delta>, u64, u64)>> = batch
+                    .par_iter()
+                    .map(|&(lo, hi)| {
+                        let mut w = engine::Walk::window(&pool.dev, roots.0, roots.1, opts, lo, hi);
+                        let v = run_window(&mut w)?;
+                        Ok((v, w.reads(), w.shared))
+                    })
+                    .collect();
+                for r in results {
+                    let (v, reads, shared) = r?;
+                    self.stats.metadata_blocks_read += reads;
+                    self.stats.shared_subtrees_skipped += shared;
+                    ready.extend(v);
+                }
+            },
+        }
+    }
 }
 
 impl Iterator for Diff<'_> {
@@ -120,7 +227,7 @@ impl Iterator for Diff<'_> {
             return None;
         }
         loop {
-            match self.walk.step() {
+            match self.next_piece() {
                 Ok(Some(d)) => match &mut self.cur {
                     Some(c) if c.extends(&d) => c.length += d.length,
                     _ => {
@@ -145,9 +252,7 @@ impl Iterator for Diff<'_> {
 }
 
 /// thin_delta's simple form: adjacent pieces of one kind merged whatever their data blocks.
-pub fn coalesce_simple<I: Iterator<Item = Result<Delta>>>(
-    mut it: I,
-) -> impl Iterator<Item = Result<Delta>> {
+pub fn coalesce_simple<I: Iterator<Item = Result<Delta>>>(mut it: I) -> impl Iterator<Item = Result<Delta>> {
     let mut cur: Option<Delta> = None;
     std::iter::from_fn(move || loop {
         match it.next() {

@@ -25,22 +25,12 @@ fn io(e: std::io::Error) -> Error {
 
 /// Writes `deltas` (pieces from `diff::delta`) in `format`; `verbose` keeps the pieces and their data
 /// blocks, otherwise adjacent ranges of one kind are merged as thin_delta does.
-pub fn write<I>(
-    pool: &Pool,
-    h: &Header,
-    deltas: I,
-    format: Format,
-    verbose: bool,
-    out: &mut dyn Write,
-) -> Result<()>
+pub fn write<I>(pool: &Pool, h: &Header, deltas: I, format: Format, verbose: bool, out: &mut dyn Write) -> Result<()>
 where
     I: Iterator<Item = Result<Delta>>,
 {
-    let ranges: Box<dyn Iterator<Item = Result<Delta>>> = if verbose {
-        Box::new(deltas)
-    } else {
-        Box::new(coalesce_simple(deltas))
-    };
+    let ranges: Box<dyn Iterator<Item = Result<Delta>>> =
+        if verbose { Box::new(deltas) } else { Box::new(coalesce_simple(deltas)) };
     match format {
         Format::Xml => xml(pool, h, ranges, verbose, out),
         Format::Json => json(pool, h, ranges, verbose, out),
@@ -68,12 +58,7 @@ fn xml(
     if sb.held_root != 0 {
         write!(out, " metadata_snap=\"{}\"", sb.held_root).map_err(io)?;
     }
-    write!(
-        out,
-        ">\n  <diff left=\"{}\" right=\"{}\">\n",
-        h.left, h.right
-    )
-    .map_err(io)?;
+    write!(out, ">\n  <diff left=\"{}\" right=\"{}\">\n", h.left, h.right).map_err(io)?;
     let mut open: Option<Kind> = None;
     let mut n = itoa::Buffer::new();
     let mut line = String::with_capacity(128);
@@ -143,14 +128,8 @@ fn json(
     for (i, d) in ranges.enumerate() {
         let d = d?;
         let sep = if i == 0 { "\n" } else { ",\n" };
-        write!(
-            out,
-            "{sep}{{\"kind\":\"{}\",\"begin\":{},\"length\":{}",
-            d.kind.name(),
-            d.begin,
-            d.length
-        )
-        .map_err(io)?;
+        write!(out, "{sep}{{\"kind\":\"{}\",\"begin\":{},\"length\":{}", d.kind.name(), d.begin, d.length)
+            .map_err(io)?;
         if verbose {
             if let Some(l) = d.left {
                 write!(out, ",\"left_data_begin\":{l}").map_err(io)?;
@@ -176,25 +155,12 @@ pub fn finish(format: Format, stats: Option<&Stats>, out: &mut dyn Write) -> Res
     out.write_all(b"}\n").map_err(io)
 }
 
-fn lines(
-    ranges: impl Iterator<Item = Result<Delta>>,
-    verbose: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
+fn lines(ranges: impl Iterator<Item = Result<Delta>>, verbose: bool, out: &mut dyn Write) -> Result<()> {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     for d in ranges {
         let d = d?;
         if verbose {
-            writeln!(
-                out,
-                "{} {} {} {} {}",
-                d.kind.name(),
-                d.begin,
-                d.length,
-                opt(d.left),
-                opt(d.right)
-            )
-            .map_err(io)?;
+            writeln!(out, "{} {} {} {} {}", d.kind.name(), d.begin, d.length, opt(d.left), opt(d.right)).map_err(io)?;
         } else {
             writeln!(out, "{} {} {}", d.kind.name(), d.begin, d.length).map_err(io)?;
         }
