@@ -41,21 +41,31 @@ pub struct Cursor<'a> {
     leaf_value_size: usize,
     root: Option<u64>,
     stack: Vec<Frame<'a>>,
-    leaf_depth: usize,
-    /// Nodes read so far (including the leftmost descent that finds the leaf depth).
+    root_block: u64,
+    /// Depth of the leaves (root = 0): known up front, learned at the first leaf, or found by a
+    /// leftmost descent when a height is asked for before that.
+    leaf_depth: Option<usize>,
+    /// Nodes read so far (including any leftmost descent).
     pub reads: u64,
 }
 
 impl<'a> Cursor<'a> {
-    /// A cursor before the root. Reads the leftmost path once to learn the depth of the leaves.
-    pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Result<Self> {
-        let (leaf_depth, reads) = leaf_depth(dev, root, leaf_value_size)?;
-        Ok(Cursor { reads, ..Self::with_depth(dev, root, leaf_value_size, leaf_depth) })
+    /// A cursor before the root; reads nothing yet.
+    pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Self {
+        Cursor {
+            dev,
+            leaf_value_size,
+            root: Some(root),
+            root_block: root,
+            stack: Vec::new(),
+            leaf_depth: None,
+            reads: 0,
+        }
     }
 
     /// A cursor before the root of a tree whose leaves are known to be at `leaf_depth`.
     pub fn with_depth(dev: &'a MetadataDev, root: u64, leaf_value_size: usize, leaf_depth: usize) -> Self {
-        Cursor { dev, leaf_value_size, root: Some(root), stack: Vec::new(), leaf_depth, reads: 0 }
+        Cursor { leaf_depth: Some(leaf_depth), ..Self::new(dev, root, leaf_value_size) }
     }
 
     /// Skips what lies wholly below `lo` and ends at `hi`: the front within the window `[lo, hi)`.
@@ -99,8 +109,15 @@ pub fn leaf_depth(dev: &MetadataDev, root: u64, leaf_value_size: usize) -> Resul
 }
 
 impl<'a> Cursor<'a> {
-    pub fn leaf_depth(&self) -> usize {
-        self.leaf_depth
+    /// The depth of the leaves, reading the leftmost path if no leaf has been reached yet.
+    pub fn leaf_depth(&mut self) -> Result<usize> {
+        if let Some(d) = self.leaf_depth {
+            return Ok(d);
+        }
+        let (d, reads) = leaf_depth(self.dev, self.root_block, self.leaf_value_size)?;
+        self.reads += reads;
+        self.leaf_depth = Some(d);
+        Ok(d)
     }
 
     /// Depth of the node the cursor is inside (0 before the root is entered).
@@ -168,11 +185,20 @@ impl<'a> Cursor<'a> {
         if depth > 0 {
             check_range(self.dev, &node, lo, hi)?;
         }
-        if node.is_leaf != (depth == self.leaf_depth) {
+        let bad = match self.leaf_depth {
+            None if node.is_leaf => {
+                self.leaf_depth = Some(depth);
+                None
+            }
+            None => None,
+            Some(d) => (node.is_leaf != (depth == d) || depth > d).then_some(d),
+        };
+        if depth > MAX_DEPTH {
+            return Err(self.dev.fault(block, Fault::TooDeep(MAX_DEPTH as u32)));
+        }
+        if let Some(d) = bad {
             let what = if node.is_leaf { "a leaf" } else { "an internal node" };
-            return Err(self
-                .dev
-                .fault(block, Fault::Depth { depth: depth as u32, leaf_depth: self.leaf_depth as u32, what }));
+            return Err(self.dev.fault(block, Fault::Depth { depth: depth as u32, leaf_depth: d as u32, what }));
         }
         self.stack.push(Frame { node, next: 0, hi });
         Ok(())

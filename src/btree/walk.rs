@@ -12,7 +12,7 @@ pub struct LeafWalker<'a> {
 
 impl<'a> LeafWalker<'a> {
     pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Self {
-        LeafWalker { cursor: Cursor::new(dev, root, leaf_value_size).map_err(Some) }
+        LeafWalker { cursor: Ok(Cursor::new(dev, root, leaf_value_size)) }
     }
 
     /// The leaf entries, decoded as `V`.

@@ -34,14 +34,17 @@ impl<'a> Walk<'a> {
     /// A walk of the keys in `[lo, hi)` only, for trees whose leaf depths are known.
     pub fn window(
         dev: &'a MetadataDev,
-        (left_root, left_depth): (u64, usize),
-        (right_root, right_depth): (u64, usize),
+        (left_root, left_depth): (u64, Option<usize>),
+        (right_root, right_depth): (u64, Option<usize>),
         opts: Options,
         lo: u64,
         hi: Option<u64>,
     ) -> Self {
-        let l = Cursor::with_depth(dev, left_root, 8, left_depth);
-        let r = Cursor::with_depth(dev, right_root, 8, right_depth);
+        let cursor = |root, depth: Option<usize>| match depth {
+            Some(d) => Cursor::with_depth(dev, root, 8, d),
+            None => Cursor::new(dev, root, 8),
+        };
+        let (l, r) = (cursor(left_root, left_depth), cursor(right_root, right_depth));
         Walk { l, r, changed_only: opts.changed_only, lo, hi, mirror: None, shared: 0 }
     }
 
@@ -83,7 +86,7 @@ impl<'a> Walk<'a> {
                     }
                 }
                 (Front::Sub { lo: la, depth: da, .. }, Front::Sub { lo: lb, depth: db, .. }) => {
-                    let (hl, hr) = (self.l.leaf_depth() - da, self.r.leaf_depth() - db);
+                    let (hl, hr) = (self.l.leaf_depth()? - da, self.r.leaf_depth()? - db);
                     if la < lb || (la == lb && hl > hr) {
                         self.l.expand()?;
                     } else if lb < la || hr > hl {

@@ -84,19 +84,19 @@ pub struct Stats {
 /// the bulk of the work), and in one walk with `changed_only` (which reads only what differs).
 pub fn delta<'a>(pool: &'a Pool, left: &Device, right: &Device, opts: Options) -> Result<Diff<'a>> {
     let dev = &pool.dev;
-    let (ld, lreads) = leaf_depth(dev, left.root, 8)?;
-    let (rd, rreads) = leaf_depth(dev, right.root, 8)?;
-    let windows = if opts.changed_only || opts.sequential || rayon::current_num_threads() < 2 {
-        Vec::new()
-    } else {
-        windows(pool, left.root, right.root)?
-    };
+    let parallel =
+        !(opts.changed_only || opts.sequential || rayon::current_num_threads() < 2 || left.root == right.root);
+    let windows = if parallel { windows(pool, left.root, right.root)? } else { Vec::new() };
+    let mut stats = Stats::default();
     let source = if windows.len() < 2 {
-        Source::Seq(Box::new(engine::Walk::window(dev, (left.root, ld), (right.root, rd), opts, 0, None)))
+        Source::Seq(Box::new(engine::Walk::window(dev, (left.root, None), (right.root, None), opts, 0, None)))
     } else {
-        Source::Par { pool, roots: ((left.root, ld), (right.root, rd)), opts, windows, next: 0, ready: VecDeque::new() }
+        let (ld, lreads) = leaf_depth(dev, left.root, 8)?;
+        let (rd, rreads) = leaf_depth(dev, right.root, 8)?;
+        stats.metadata_blocks_read = lreads + rreads;
+        let roots = ((left.root, Some(ld)), (right.root, Some(rd)));
+        Source::Par { pool, roots, opts, windows, next: 0, ready: VecDeque::new() }
     };
-    let stats = Stats { metadata_blocks_read: lreads + rreads, ..Stats::default() };
     Ok(Diff { source, cur: None, stats, failed: false })
 }
 
@@ -104,7 +104,7 @@ enum Source<'a> {
     Seq(Box<engine::Walk<'a>>),
     Par {
         pool: &'a Pool,
-        roots: ((u64, usize), (u64, usize)),
+        roots: ((u64, Option<usize>), (u64, Option<usize>)),
         opts: Options,
         windows: Vec<(u64, Option<u64>)>,
         next: usize,
