@@ -29,8 +29,11 @@ impl Rng {
 /// leaves, (first key, child block) for internal nodes).
 struct Tree {
     root: u64,
-    levels: Vec<Vec<(u64, u64, Vec<(u64, u64)>)>>,
+    levels: Vec<Vec<BuiltNode>>,
 }
+
+/// (first key, block, items)
+type BuiltNode = (u64, u64, Vec<(u64, u64)>);
 
 /// An image under construction: node blocks are appended; block 0 is the superblock.
 struct Image {
