@@ -200,16 +200,26 @@ vm_build_base_initramfs() {
   vm_cpio "$ir" > "$VM_BASE_CPIO.tmp.$$"
   mv "$VM_BASE_CPIO.tmp.$$" "$VM_BASE_CPIO"
   rm -rf "$ir"
+  # keep the three newest base images (older ones belong to earlier harness versions)
+  ls -t "$VM_CACHE"/initramfs-base-*.cpio | tail -n +4 | xargs -r rm -f
 }
 
 # vm_build_initrd OUT.cpio BINS_ARRAY_NAME SCENARIO_FILE...
-# Writes base + overlay (scenarios in the given order, binaries with their libraries).
-# A binary named thinsend-native also gets the guest links thin_send and thin_recv.
+# Writes base + overlay (scenarios in the given order, binaries with their libraries, the files
+# listed in the array VM_FILES as /files/BASENAME, and every VMT_* variable of the host
+# environment, exported to the scenarios). A binary named thinsend-native also gets the guest
+# links thin_send and thin_recv.
 vm_build_initrd() {
   local out=$1 binsvar=$2; shift 2
-  local ov b n i=0 name
+  local ov b n i=0 name v val
   ov=$(mktemp -d "$VM_CACHE/ov.XXXXXX")
-  mkdir -p "$ov/scenarios" "$ov/usr/local/bin"
+  mkdir -p "$ov/scenarios" "$ov/usr/local/bin" "$ov/files"
+  for b in ${VM_FILES+"${VM_FILES[@]}"}; do cp -L "$b" "$ov/files/"; done
+  : > "$ov/scenarios/env"
+  for v in $(compgen -v VMT_ || true); do
+    val=${!v}
+    printf "export %s='%s'\n" "$v" "${val//\'/\'\\\'\'}" >> "$ov/scenarios/env"
+  done
   local -n bins=$binsvar
   for b in "${bins[@]}"; do
     n=$(basename "$b")

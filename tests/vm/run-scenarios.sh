@@ -7,6 +7,7 @@
 #                     first in PATH. Repeatable. Default: target/release/thinsend-native when it
 #                     exists (a binary named thinsend-native also gets guest links thin_send/thin_recv).
 #   --no-default-bin  do not add target/release/thinsend-native.
+#   --file PATH       copy PATH into the guest as /files/BASENAME (e.g. a testdata image). Repeatable.
 #   --out DIR         where results go (default ${TMPDIR:-/tmp}/thinsend-vm-results, emptied first):
 #                     DIR/NAME/{log,rc,secs,dmesg,...} per scenario plus DIR/console.log.
 #
@@ -14,6 +15,7 @@
 # (busybox ash) run with OUT, SCENARIO, DISK1=/dev/vda, DISK2=/dev/vdb set and the helpers of
 # tests/vm/guest/lib.sh already sourced; exit status 0 = PASS. Both pool disks are wiped after
 # every scenario, so each one starts with two empty disks (create your own VGs on them).
+# Host variables named VMT_* are exported to the scenarios.
 # Prints "PASS name" / "FAIL name" per scenario, then "N passed, M failed"; exit 1 if any failed.
 # See tests/vm/lib.sh for the environment knobs (cache dir, memory, timeouts).
 set -euo pipefail
@@ -22,6 +24,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
 
 BINS=()
+VM_FILES=()
 DEFAULT_BIN=1
 RES=${TMPDIR:-/tmp}/thinsend-vm-results
 SCEN=()
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     --bin) [ $# -ge 2 ] || vm_die "--bin needs a path"; [ -x "$2" ] || vm_die "--bin $2: not an executable file"
            BINS+=("$(readlink -f "$2")"); shift 2 ;;
     --bin=*) b=${1#--bin=}; [ -x "$b" ] || vm_die "--bin $b: not an executable file"; BINS+=("$(readlink -f "$b")"); shift ;;
+    --file) [ $# -ge 2 ] && [ -f "$2" ] || vm_die "--file needs an existing file"; VM_FILES+=("$(readlink -f "$2")"); shift 2 ;;
     --out) RES=$2; shift 2 ;;
     --out=*) RES=${1#--out=}; shift ;;
     --no-default-bin) DEFAULT_BIN=0; shift ;;
