@@ -1,0 +1,67 @@
+# /usr/local/lib/vmtest.sh — helpers for guest scenarios (sourced before every scenario).
+# Environment given to a scenario: OUT (write result files there), SCENARIO (its name),
+# DISK1=/dev/vda, DISK2=/dev/vdb (empty pool disks, 4 GiB by default), cwd = a scratch dir.
+
+# dm name of an LV: LVM doubles '-' inside VG and LV names.
+vmt_dmname() { echo "$(echo "$1" | sed 's/-/--/g')-$(echo "$2" | sed 's/-/--/g')"; }
+
+# vmt_pool_dm VG POOL: dm name of the thin-pool target: VG-POOL-tpool, or VG-POOL when the pool
+# has no thin LVs (LVM then activates the pool LV itself as the thin-pool target).
+vmt_pool_dm() {
+  if dmsetup info "$(vmt_dmname "$1" "$2")-tpool" >/dev/null 2>&1; then echo "$(vmt_dmname "$1" "$2")-tpool"
+  else vmt_dmname "$1" "$2"; fi
+}
+
+# vmt_pool_status VG POOL: the thin-pool status line (this also commits the pool's metadata,
+# since dm-thin commits on a status request without --noflush).
+vmt_pool_status() { dmsetup status "$(vmt_pool_dm "$1" "$2")"; }
+
+# vmt_held_root VG POOL: the <held metadata root> field of the status ("-" when none).
+vmt_held_root() { vmt_pool_status "$1" "$2" | awk '{print $7}'; }
+
+vmt_tmeta() { echo "/dev/mapper/$(vmt_dmname "$1" "$2")_tmeta"; }
+vmt_tdata() { echo "/dev/mapper/$(vmt_dmname "$1" "$2")_tdata"; }
+vmt_thin_id() { lvs --noheadings -o thin_id "$1/$2" | tr -d ' '; }
+
+vmt_fail() { echo "FAIL: $*" >&2; exit 1; }
+# vmt_assert_eq ACTUAL EXPECTED WHAT
+vmt_assert_eq() { [ "$1" = "$2" ] || vmt_fail "$3: got '$1', expected '$2'"; echo "ok: $3 = '$1'"; }
+
+# vmt_pattern_write DEV OFF4K COUNT4K TAG GEN
+# Writes COUNT4K 4 KiB blocks at 4 KiB block offset OFF4K. Each block is one 64-byte text line
+# "thinsend TAG blk4k=N gen=GEN" repeated 64 times: deterministic, unique per block and
+# generation, and very compressible.
+vmt_pattern_write() {
+  local dev=$1 off=$2 n=$3 tag=$4 gen=$5 step=2048 c
+  while [ "$n" -gt 0 ]; do
+    c=$n; [ "$c" -gt $step ] && c=$step
+    awk -v tag="$tag" -v off="$off" -v n="$c" -v gen="$gen" 'BEGIN {
+      for (i = 0; i < n; i++) {
+        l = sprintf("%-63s\n", sprintf("thinsend %s blk4k=%d gen=%d", tag, off + i, gen))
+        for (k = 0; k < 6; k++) l = l l
+        printf "%s", l
+      } }' > /tmp/vmt_pattern.bin
+    dd if=/tmp/vmt_pattern.bin of="$dev" bs=4096 seek="$off" conv=notrunc,fsync 2>/dev/null || return 1
+    off=$((off + c)); n=$((n - c))
+  done
+  rm -f /tmp/vmt_pattern.bin
+}
+
+# Between scenarios (called by /init, PID 1): kill what the scenario left running (timeout only
+# kills the scenario's shell), deactivate everything and wipe both pool disks.
+vmt_cleanup() {
+  local p k=0
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    # kernel threads have no exe link
+    if [ "$p" != 1 ] && [ -e "/proc/$p/exe" ]; then kill -9 "$p" 2>/dev/null && k=$((k + 1)); fi
+  done
+  [ $k = 0 ] || { echo "killed $k leftover processes"; sleep 0.2; }
+  for d in $(dmsetup info -c --noheadings -o name 2>/dev/null); do dmsetup resume "$d" 2>/dev/null; done
+  for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do vgchange -an -q "$vg"; done
+  dmsetup remove_all --force 2>/dev/null
+  for d in /dev/vda /dev/vdb; do
+    blkdiscard "$d" 2>/dev/null || dd if=/dev/zero of="$d" bs=1M count=16 conv=fsync 2>/dev/null
+  done
+  dmsetup ls
+}
