@@ -65,6 +65,11 @@ impl<'a> Node<'a> {
         self.nr == 0
     }
 
+    /// The node's capacity as recorded in its header.
+    pub fn max_entries(&self) -> usize {
+        (self.value_base - HEADER_SIZE) / 8
+    }
+
     pub fn key(&self, i: usize) -> u64 {
         LE::read_u64(&self.data[HEADER_SIZE + 8 * i..])
     }
