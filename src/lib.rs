@@ -6,6 +6,7 @@
 
 pub mod block;
 pub mod btree;
+pub mod check;
 pub mod checksum;
 pub mod cleanup;
 pub mod diff;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod ls;
 pub mod lvm;
 pub mod pool;
+pub mod spacemap;
 pub mod superblock;
 
 pub use error::{Error, Fault, Result};

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use thinsend::diff::{self, output};
 use thinsend::superblock::Source;
-use thinsend::{dump, ls, pool::Pool, Error};
+use thinsend::{check, dump, ls, pool::Pool, Error};
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +100,16 @@ enum Cmd {
         #[arg(long)]
         stats: bool,
     },
+    /// Strictly check a metadata image: exact reference counts of every metadata and data block,
+    /// leaks, nr_allocated, mapped_blocks, node fill, details against mapping keys, the held
+    /// metadata snapshot. Prints the findings; exits 1 if there are any.
+    Check {
+        /// Metadata device or image file.
+        metadata: PathBuf,
+        /// No output, only the exit status.
+        #[arg(short, long)]
+        quiet: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -121,7 +131,7 @@ enum LsFormat {
     Json,
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli) -> Result<ExitCode, Error> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     match cli.cmd {
@@ -162,14 +172,37 @@ fn run(cli: Cli) -> Result<(), Error> {
                 );
             }
         }
+        Cmd::Check { metadata, quiet } => {
+            let report = check::check_path(&metadata)?;
+            if !quiet {
+                for line in report.lines() {
+                    writeln!(out, "{line}").map_err(|e| Error::io("<stdout>", e))?;
+                }
+                let s = &report.stats;
+                writeln!(
+                    out,
+                    "{}: {} devices, {} mappings, {} metadata and {} data blocks in use, {} findings",
+                    metadata.display(),
+                    s.devices,
+                    s.mappings,
+                    s.metadata_blocks_in_use,
+                    s.data_blocks_in_use,
+                    report.totals.values().sum::<u64>()
+                )
+                .map_err(|e| Error::io("<stdout>", e))?;
+            }
+            out.flush().map_err(|e| Error::io("<stdout>", e))?;
+            return Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
     }
-    out.flush().map_err(|e| Error::io("<stdout>", e))
+    out.flush().map_err(|e| Error::io("<stdout>", e))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
         Err(e) => {
             eprintln!("thinsend-native: {e}");
