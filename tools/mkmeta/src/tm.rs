@@ -814,6 +814,47 @@ mod tests {
         assert!(tm.data.counts.iter().all(|&c| c == 0));
     }
 
+    /// Height of the tree at `root` (1 = a lone leaf).
+    fn height(tm: &Tm, mut b: u64) -> usize {
+        let mut h = 1;
+        while !tm.node(b).leaf {
+            b = tm.node(b).value_u64(0);
+            h += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn three_level_trees_shrink_back_to_a_leaf_with_every_node_a_third_full() {
+        let mut tm = Tm::new(100_000);
+        let mut root = tm.new_node(Node::leaf_of(Tree::Bottom));
+        for k in 0..70_000u64 {
+            let d = tm.data.alloc().unwrap();
+            root = tm.insert(root, Tree::Bottom, k, &bt(d)).0;
+        }
+        assert_eq!(height(&tm, root), 3);
+        tm.commit();
+        // A snapshot-like second reference: removals must copy, never change the shared tree.
+        tm.inc(root);
+        let shared_root = root;
+        let before = keys_of(&tm, shared_root);
+        let mut rng = crate::rng::Rng::new(3);
+        let mut present: std::collections::BTreeSet<u64> = (0..70_000).collect();
+        while present.len() > 100 {
+            let k = rng.below(70_000);
+            if present.remove(&k) {
+                root = tm.remove(root, Tree::Bottom, k).unwrap();
+            }
+        }
+        assert_eq!(keys_of(&tm, root), present.iter().copied().collect::<Vec<_>>());
+        assert_eq!(keys_of(&tm, shared_root), before);
+        assert_eq!(height(&tm, root), 1);
+        tm.del(root, Tree::Bottom);
+        tm.del(shared_root, Tree::Bottom);
+        assert_eq!(tm.nodes().count(), 0);
+        assert!(tm.data.counts.iter().all(|&c| c == 0));
+    }
+
     #[test]
     fn nodes_for_matches_build_tree() {
         for n in [0usize, 1, 252, 253, 252 * 252 + 1] {
