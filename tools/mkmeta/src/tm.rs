@@ -459,7 +459,7 @@ impl Tm {
             if self.node(b).len() == self.node(b).max() {
                 match parent {
                     None => self.split_beneath(b),
-                    Some((p, pi)) => b = self.split_sibling(p, pi, b, key),
+                    Some((p, pi)) => b = self.rebalance_or_split(p, pi, b, tree, key),
                 }
             }
             let n = self.node_mut(b);
@@ -492,6 +492,80 @@ impl Tm {
         let root = self.node_mut(b);
         root.push(lk, &lb.to_le_bytes());
         root.push(rk, &rb.to_le_bytes());
+    }
+
+    /// A full non-root node `b` (entry `pi` of `p`) about to take `key`, as Linux 5.11+ does it
+    /// ("dm btree: improve btree residency"): move entries to an unshared sibling with room, else
+    /// split one node into two at either end of the parent (sequential inserts), else two into
+    /// three. Returns the node `key` belongs in.
+    fn rebalance_or_split(&mut self, p: u64, pi: usize, b: u64, tree: Tree, key: u64) -> u64 {
+        /// Free entries a sibling needs to take some of a full node's.
+        const SPACE_THRESHOLD: usize = 8;
+        let nr_parent = self.node(p).len();
+        let free = |tm: &Tm, c: u64| tm.node(c).max() - tm.node(c).len();
+        let mut left_shared = false;
+        let mut right_shared = false;
+        if pi > 0 {
+            let lb = self.node(p).value_u64(pi - 1);
+            left_shared = self.count(lb) > 1;
+            if !left_shared && free(self, lb) >= SPACE_THRESHOLD {
+                let lb = self.shadow_child(p, pi - 1, tree);
+                let rk = self.redistribute2(lb, b);
+                self.node_mut(p).keys[pi] = rk;
+                return if key < rk { lb } else { b };
+            }
+        }
+        if pi + 1 < nr_parent {
+            let rb = self.node(p).value_u64(pi + 1);
+            right_shared = self.count(rb) > 1;
+            if !right_shared && free(self, rb) >= SPACE_THRESHOLD {
+                let rb = self.shadow_child(p, pi + 1, tree);
+                let rk = self.redistribute2(b, rb);
+                self.node_mut(p).keys[pi + 1] = rk;
+                return if key < rk { b } else { rb };
+            }
+        }
+        if left_shared || right_shared || nr_parent <= 2 || pi == 0 || pi + 1 == nr_parent {
+            return self.split_sibling(p, pi, b, key);
+        }
+        // split_two_into_three with the left neighbour: left, a new middle node, and `b`.
+        let lb = self.shadow_child(p, pi - 1, tree);
+        let mut all = self.take(lb);
+        let mut right = self.take(b);
+        let total = all.len() + right.len();
+        let target_left = total / 3;
+        let target_middle = (total - target_left) / 2;
+        all.append(&mut right);
+        let right = all.split_off(target_left + target_middle);
+        let middle = all.split_off(target_left);
+        let (mk, rk) = (middle.keys[0], right.keys[0]);
+        self.put(lb, all);
+        self.put(b, right);
+        let mb = self.new_node(middle);
+        let pn = self.node_mut(p);
+        pn.keys[pi] = rk;
+        pn.insert_at(pi, mk, &mb.to_le_bytes());
+        if key < mk {
+            lb
+        } else if key < rk {
+            mb
+        } else {
+            b
+        }
+    }
+
+    /// Shares the entries of two neighbours evenly (left gets the smaller half); returns the right
+    /// node's first key.
+    fn redistribute2(&mut self, lb: u64, rb: u64) -> u64 {
+        let mut all = self.take(lb);
+        let mut right = self.take(rb);
+        let total = all.len() + right.len();
+        all.append(&mut right);
+        let right = all.split_off(total / 2);
+        let rk = right.keys[0];
+        self.put(lb, all);
+        self.put(rb, right);
+        rk
     }
 
     /// Splits the full child `b` (entry `pi` of `parent`) into two siblings; returns the half that
