@@ -16,6 +16,7 @@ pub mod io;
 pub mod ls;
 pub mod lvm;
 pub mod pool;
+pub mod stream;
 pub mod superblock;
 
 pub use error::{Error, Fault, Result};
