@@ -16,6 +16,8 @@ pub mod io;
 pub mod ls;
 pub mod lvm;
 pub mod pool;
+pub mod progress;
+pub mod send;
 pub mod stream;
 pub mod superblock;
 
