@@ -17,6 +17,7 @@ pub mod ls;
 pub mod lvm;
 pub mod pool;
 pub mod progress;
+pub mod recv;
 pub mod send;
 pub mod stream;
 pub mod superblock;
