@@ -141,7 +141,7 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
 pub enum Advice {
     WillNeed,
     DontNeed,
-    Sequential,
+    Random,
 }
 
 /// `posix_fadvise`; a hint, so callers usually ignore its result.
@@ -149,7 +149,7 @@ pub fn fadvise(fd: RawFd, offset: u64, len: u64, advice: Advice) -> io::Result<(
     let a = match advice {
         Advice::WillNeed => libc::POSIX_FADV_WILLNEED,
         Advice::DontNeed => libc::POSIX_FADV_DONTNEED,
-        Advice::Sequential => libc::POSIX_FADV_SEQUENTIAL,
+        Advice::Random => libc::POSIX_FADV_RANDOM,
     };
     // SAFETY: posix_fadvise takes only integers; it returns the error number instead of setting errno.
     let r = unsafe { libc::posix_fadvise(fd, offset as i64, len as i64, a) };
@@ -315,16 +315,6 @@ pub fn set_xattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated and `value` is readable for its length.
     cvt(unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
         .map(drop)
-}
-
-/// Removes extended attribute `name` of `fd`; not being set is not an error.
-pub fn remove_xattr(fd: RawFd, name: &str) -> io::Result<()> {
-    let name = cstr(name)?;
-    // SAFETY: `name` is NUL-terminated.
-    match cvt(unsafe { libc::fremovexattr(fd, name.as_ptr()) }) {
-        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
-        r => r.map(drop),
-    }
 }
 
 /// Whether an error means "the filesystem or device does not do this".

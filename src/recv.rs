@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::{self, human, Progress};
 use crate::stream::native::{Header, Identity, Mode};
-use crate::stream::{self, Format, ReadOptions, Sink, Start, Summary};
+use crate::stream::{self, ReadOptions, Sink, Start, Summary};
 
 /// Extended attribute holding a file target's [`State`].
 pub const XATTR: &str = "user.thinsend.state";
@@ -675,9 +675,8 @@ impl Sink for Receiver<'_> {
 
     fn finish(&mut self, _summary: &Summary) -> Result<()> {
         let Some(start) = self.start.clone() else {
-            return Err(Error::Other(
-                "internal error: stream finished before it started".into(),
-            ));
+            // Empty input accepted with --allow-empty: nothing to apply.
+            return Ok(());
         };
         let state = state_for(&start, true);
         match &mut self.target {
@@ -686,11 +685,9 @@ impl Sink for Receiver<'_> {
                 f.sync_data().map_err(|e| t.temp_error(e))?;
                 let json = serde_json::to_vec(&state).unwrap_or_default();
                 let fd = f.as_raw_fd();
-                let xattr = if start.format == Format::Native {
-                    sys::set_xattr(fd, XATTR, &json)
-                } else {
-                    sys::remove_xattr(fd, XATTR)
-                };
+                // LINBIT streams carry no identity: the state says so, and a later native
+                // incremental is refused rather than applied to an unknown base.
+                let xattr = sys::set_xattr(fd, XATTR, &json);
                 let use_sidecar = match xattr {
                     Ok(()) => false,
                     Err(e) if sys::is_unsupported(&e) => true,
@@ -703,7 +700,7 @@ impl Sink for Receiver<'_> {
                 t.committed = true;
                 let _ = sys::sync_dir_of(&t.path);
                 let sc = sidecar(&t.path);
-                if use_sidecar && start.format == Format::Native {
+                if use_sidecar {
                     write_atomically(&sc, &json).map_err(|e| Error::io(&sc, e))?;
                 } else {
                     match std::fs::remove_file(&sc) {

@@ -264,18 +264,11 @@ fn linbit_chunks<'a>(
 
 /// What the planner asks a consumer to do, in stream order.
 trait Emit {
-    /// A native DATA record: target `[offset, offset+len)` from source byte `src`; `next` is the
-    /// source range read after this one, for readahead.
-    fn native_data(
-        &mut self,
-        offset: u64,
-        len: u64,
-        src: u64,
-        next: Option<(u64, u64)>,
-    ) -> Result<()>;
+    /// A native DATA record: target `[offset, offset+len)` from source byte `src`.
+    fn native_data(&mut self, offset: u64, len: u64, src: u64) -> Result<()>;
     /// A LINBIT DATA chunk header; its payload follows as [`Emit::piece`]s.
     fn linbit_data(&mut self, offset: u64, len: u64) -> Result<()>;
-    fn piece(&mut self, src: u64, len: u64, next: Option<(u64, u64)>) -> Result<()>;
+    fn piece(&mut self, src: u64, len: u64) -> Result<()>;
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()>;
 }
 
@@ -333,11 +326,13 @@ impl<'a> Plan<'a> {
             (None, Some(s)) => s,
             (None, None) if mapped_end > 0 => mapped_end,
             (None, None) if opts.format == StreamFormat::Linbit => 0,
-            (None, None) => return Err(Error::Usage(format!(
+            (None, None) => {
+                return Err(Error::Usage(format!(
                 "the size of thin device {} is unknown (it maps no blocks and the metadata does \
                      not record device sizes): give --size BYTES",
                 opts.thin_id
-            ))),
+            )))
+            }
         };
         if opts.format == StreamFormat::Native && mapped_end > plan.volume_size {
             return Err(Error::Usage(format!(
@@ -373,9 +368,8 @@ impl<'a> Plan<'a> {
     fn walk_native(&self, e: &mut dyn Emit) -> Result<()> {
         let rs = self.record_size;
         let vs = self.volume_size;
-        let mut steps =
-            merged(pieces(self.pool, self.left.as_ref(), &self.right, self.g)).peekable();
-        while let Some(step) = steps.next() {
+        let steps = merged(pieces(self.pool, self.left.as_ref(), &self.right, self.g));
+        for step in steps {
             match step? {
                 Step::Data { offset, len, src } => {
                     if offset.saturating_add(len) > vs {
@@ -384,17 +378,7 @@ impl<'a> Plan<'a> {
                     let mut done = 0;
                     while done < len {
                         let n = (len - done).min(rs);
-                        let next = if done + n < len {
-                            Some((src + done + n, (len - done - n).min(rs)))
-                        } else {
-                            match steps.peek() {
-                                Some(Ok(Step::Data { len, src, .. })) => {
-                                    Some((*src, (*len).min(rs)))
-                                }
-                                _ => None,
-                            }
-                        };
-                        e.native_data(offset + done, n, src + done, next)?;
+                        e.native_data(offset + done, n, src + done)?;
                         done += n;
                     }
                 }
@@ -412,7 +396,7 @@ impl<'a> Plan<'a> {
 
     fn walk_linbit(&self, e: &mut dyn Emit) -> Result<()> {
         let chunks = linbit_chunks(self.pool, self.left.as_ref(), &self.right, self.g);
-        let mut pieces = pieces(self.pool, self.left.as_ref(), &self.right, self.g).peekable();
+        let mut pieces = pieces(self.pool, self.left.as_ref(), &self.right, self.g);
         for c in chunks {
             let (offset, len, data) = match c? {
                 Step::Data { offset, len, .. } => (offset, len, true),
@@ -438,11 +422,7 @@ impl<'a> Plan<'a> {
                         },
                         true,
                     ) if po == at => {
-                        let next = match pieces.peek() {
-                            Some(Ok(Step::Data { len, src, .. })) => Some((*src, *len)),
-                            _ => None,
-                        };
-                        e.piece(src, pl, next)?;
+                        e.piece(src, pl)?;
                         at += pl;
                     }
                     (
@@ -535,7 +515,7 @@ impl<'a> Plan<'a> {
 struct Count(Totals);
 
 impl Emit for Count {
-    fn native_data(&mut self, _: u64, len: u64, _: u64, _: Option<(u64, u64)>) -> Result<()> {
+    fn native_data(&mut self, _: u64, len: u64, _: u64) -> Result<()> {
         self.0.records += 1;
         self.0.data_records += 1;
         self.0.data_bytes += len;
@@ -547,7 +527,7 @@ impl Emit for Count {
         self.0.data_bytes += len;
         Ok(())
     }
-    fn piece(&mut self, _: u64, _: u64, _: Option<(u64, u64)>) -> Result<()> {
+    fn piece(&mut self, _: u64, _: u64) -> Result<()> {
         Ok(())
     }
     fn unmap(&mut self, _: u64, len: u64) -> Result<()> {
@@ -679,19 +659,13 @@ impl Print<'_> {
 }
 
 impl Emit for Print<'_> {
-    fn native_data(
-        &mut self,
-        offset: u64,
-        len: u64,
-        src: u64,
-        _: Option<(u64, u64)>,
-    ) -> Result<()> {
+    fn native_data(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
         self.line("data", offset, len, Some(src))
     }
     fn linbit_data(&mut self, offset: u64, len: u64) -> Result<()> {
         self.line("data", offset, len, None)
     }
-    fn piece(&mut self, src: u64, len: u64, _: Option<(u64, u64)>) -> Result<()> {
+    fn piece(&mut self, src: u64, len: u64) -> Result<()> {
         if self.json {
             return Ok(());
         }
@@ -722,29 +696,27 @@ fn random_id() -> Result<[u8; 16]> {
     Ok(id)
 }
 
-/// The data source: read-only, with readahead ahead of the reads and DONTNEED behind them for
-/// ranges that were not cached before this send read them.
+/// The data source, opened read-only.
 struct Source {
     file: File,
     path: PathBuf,
     what: &'static str,
     bs: u64,
     from_thin: bool,
-    /// Ranges read, waiting to be dropped from the cache once the stream has moved on.
-    behind: VecDeque<(u64, u64)>,
 }
 
 impl Source {
     fn open(path: &Path, what: &'static str, bs: u64, from_thin: bool) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let _ = sys::fadvise(file.as_raw_fd(), 0, 0, sys::Advice::Sequential);
+        // Ranges are scattered in an incremental send: the kernel's own readahead would read
+        // around them. [`Readahead`] asks for exactly the ranges that will be read.
+        let _ = sys::fadvise(file.as_raw_fd(), 0, 0, sys::Advice::Random);
         Ok(Source {
             file,
             path: path.to_path_buf(),
             what,
             bs,
             from_thin,
-            behind: VecDeque::new(),
         })
     }
 
@@ -768,27 +740,87 @@ impl Source {
             .read_exact_at(buf, off)
             .map_err(|e| self.read_error(off, e))
     }
+}
 
-    /// Called before reading `[off, off+len)`: readahead for `next`, and remembers whether the range
-    /// was cached so only what this send brought in is dropped.
-    fn begin(&mut self, off: u64, len: u64, next: Option<(u64, u64)>) {
-        if let Some((o, l)) = next {
-            let _ = sys::fadvise(self.fd(), o, l, sys::Advice::WillNeed);
+/// Source ranges in the order the send reads them, walked ahead of the send by a second planner
+/// iterator: each range gets WILLNEED a window before it is read, and once the stream is well past
+/// it, DONTNEED if it was not in the page cache before this send asked for it (so a send never
+/// evicts what others had cached, nor leaves behind what only it needed).
+struct Readahead<'a> {
+    fd: RawFd,
+    ahead: Steps<'a>,
+    /// Source bytes prefetched / consumed so far, counted in send order.
+    prefetched: u64,
+    consumed: u64,
+    /// Prefetched ranges not yet released: (offset, length, drop afterwards, end in send order).
+    pending: VecDeque<(u64, u64, bool, u64)>,
+    done: bool,
+}
+
+/// How far ahead of the reads the prefetch runs, and how far behind them the cache is dropped
+/// (the stream pipe may still reference pages just spliced).
+const AHEAD: u64 = 32 << 20;
+const BEHIND: u64 = 4 << 20;
+const PREFETCH_PIECE: u64 = 4 << 20;
+
+impl<'a> Readahead<'a> {
+    fn new(fd: RawFd, ahead: Steps<'a>) -> Self {
+        Readahead {
+            fd,
+            ahead,
+            prefetched: 0,
+            consumed: 0,
+            pending: VecDeque::new(),
+            done: false,
         }
-        if !sys::is_cached(self.fd(), off, len) {
-            self.behind.push_back((off, len));
-        }
-        // The pipe may still reference the last few ranges; drop them only once well behind.
-        while self.behind.len() > 4 {
-            if let Some((o, l)) = self.behind.pop_front() {
-                let _ = sys::fadvise(self.fd(), o, l, sys::Advice::DontNeed);
+    }
+
+    /// Before reading the next `len` source bytes.
+    fn before(&mut self, len: u64) {
+        let want = self.consumed + len + AHEAD;
+        while !self.done && self.prefetched < want {
+            match self.ahead.next() {
+                Some(Ok(Step::Data { len, src, .. })) => {
+                    let mut done = 0;
+                    while done < len {
+                        let n = (len - done).min(PREFETCH_PIECE);
+                        let off = src + done;
+                        let cached = sys::is_cached(self.fd, off, n);
+                        if !cached {
+                            let _ = sys::fadvise(self.fd, off, n, sys::Advice::WillNeed);
+                        }
+                        self.prefetched += n;
+                        self.pending.push_back((off, n, !cached, self.prefetched));
+                        done += n;
+                    }
+                }
+                Some(Ok(Step::Unmap { .. })) => {}
+                // The send's own walk reports errors.
+                Some(Err(_)) | None => self.done = true,
             }
         }
     }
 
-    fn release_all(&mut self) {
-        while let Some((o, l)) = self.behind.pop_front() {
-            let _ = sys::fadvise(self.fd(), o, l, sys::Advice::DontNeed);
+    /// After `len` source bytes went into the stream.
+    fn after(&mut self, len: u64) {
+        self.consumed += len;
+        while let Some(&(off, n, drop, end)) = self.pending.front() {
+            if end + BEHIND > self.consumed {
+                break;
+            }
+            if drop {
+                let _ = sys::fadvise(self.fd, off, n, sys::Advice::DontNeed);
+            }
+            self.pending.pop_front();
+        }
+    }
+
+    /// At the end of the send: release everything this send brought in.
+    fn finish(&mut self) {
+        while let Some((off, n, drop, end)) = self.pending.pop_front() {
+            if drop && end <= self.consumed {
+                let _ = sys::fadvise(self.fd, off, n, sys::Advice::DontNeed);
+            }
         }
     }
 }
@@ -935,9 +967,10 @@ impl TeePipes {
 }
 
 /// Moves records into the stream.
-struct Sender<'s> {
+struct Sender<'s, 'a> {
     out: Out,
-    src: &'s mut Source,
+    src: &'s Source,
+    ra: Readahead<'a>,
     mode: CopyMode,
     format: StreamFormat,
     native: native::Writer,
@@ -947,7 +980,7 @@ struct Sender<'s> {
     progress: Progress,
 }
 
-impl Sender<'_> {
+impl Sender<'_, '_> {
     fn data_record(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
         let n = len as usize;
         match self.mode {
@@ -1048,16 +1081,11 @@ impl Sender<'_> {
     }
 }
 
-impl Emit for Sender<'_> {
-    fn native_data(
-        &mut self,
-        offset: u64,
-        len: u64,
-        src: u64,
-        next: Option<(u64, u64)>,
-    ) -> Result<()> {
-        self.src.begin(src, len, next);
+impl Emit for Sender<'_, '_> {
+    fn native_data(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
+        self.ra.before(len);
         self.data_record(offset, len, src)?;
+        self.ra.after(len);
         self.progress.add(len);
         Ok(())
     }
@@ -1065,19 +1093,15 @@ impl Emit for Sender<'_> {
         let h = self.linbit.data(offset, len);
         self.out.write(&h)
     }
-    fn piece(&mut self, src: u64, len: u64, next: Option<(u64, u64)>) -> Result<()> {
+    fn piece(&mut self, src: u64, len: u64) -> Result<()> {
         // Large pieces go in windows so readahead and cache dropping keep pace.
         const WINDOW: u64 = 8 << 20;
         let mut done = 0;
         while done < len {
             let n = (len - done).min(WINDOW);
-            let nxt = if done + n < len {
-                Some((src + done + n, (len - done - n).min(WINDOW)))
-            } else {
-                next.map(|(o, l)| (o, l.min(WINDOW)))
-            };
-            self.src.begin(src + done, n, nxt);
+            self.ra.before(n);
             self.out.copy(self.src, src + done, n)?;
+            self.ra.after(n);
             self.progress.add(n);
             done += n;
         }
@@ -1112,10 +1136,12 @@ pub fn send(pool: &Pool, opts: &Options, out: RawFd) -> Result<Totals> {
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
     let totals = plan.totals(Some(&mut header))?;
-    let mut src = Source::open(&path, what, plan.g.bs, from_thin)?;
+    let src = Source::open(&path, what, plan.g.bs, from_thin)?;
+    let ahead = pieces(pool, plan.left.as_ref(), &plan.right, plan.g);
     let mut sender = Sender {
         out: Out::new(out),
-        src: &mut src,
+        src: &src,
+        ra: Readahead::new(src.fd(), ahead),
         mode: opts.copy,
         format: opts.format,
         native: native::Writer::new(stream_id),
@@ -1142,7 +1168,7 @@ pub fn send(pool: &Pool, opts: &Options, out: RawFd) -> Result<Totals> {
             }
         }
     })();
-    sender.src.release_all();
+    sender.ra.finish();
     if let Err(e) = r {
         sender.progress.abandon();
         return Err(e);

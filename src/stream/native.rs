@@ -437,11 +437,17 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 format!("first record is {kind}, expected HEADER"),
             ));
         }
-        let payload_len = match h.kind {
-            KIND_UNMAP => 0,
-            KIND_HEADER => h.length.min(MAX_HEADER_PAYLOAD + 1),
-            _ => h.length,
-        };
+        let known = matches!(h.kind, KIND_HEADER | KIND_DATA | KIND_UNMAP | KIND_END);
+        if !known && h.kind & OPTIONAL == 0 {
+            return Err(stream_error(
+                at,
+                format!(
+                    "unknown record kind {:#x} that is not optional: the stream needs a newer receiver",
+                    h.kind
+                ),
+            ));
+        }
+        let payload_len = if h.kind == KIND_UNMAP { 0 } else { h.length };
         let limit = match h.kind {
             KIND_HEADER => MAX_HEADER_PAYLOAD,
             KIND_END => END_PAYLOAD_LEN as u64,
@@ -532,7 +538,8 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 Record::Header { payload: h.length }
             }
             KIND_DATA => {
-                sink.data(h.offset, &buf).map_err(|e| sink_error(at, &kind, e))?;
+                sink.data(h.offset, &buf)
+                    .map_err(|e| sink_error(at, &kind, e))?;
                 prev_end = h.offset + h.length;
                 s.data_records += 1;
                 s.data_bytes += h.length;
@@ -542,7 +549,8 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 }
             }
             KIND_UNMAP => {
-                sink.unmap(h.offset, h.length).map_err(|e| sink_error(at, &kind, e))?;
+                sink.unmap(h.offset, h.length)
+                    .map_err(|e| sink_error(at, &kind, e))?;
                 prev_end = h.offset + h.length;
                 s.unmap_records += 1;
                 s.unmap_bytes += h.length;
@@ -568,8 +576,20 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                         ),
                     ));
                 }
-                let ours = (s.records, s.data_records, s.unmap_records, s.data_bytes, s.unmap_bytes);
-                let theirs = (end.records, end.data_records, end.unmap_records, end.data_bytes, end.unmap_bytes);
+                let ours = (
+                    s.records,
+                    s.data_records,
+                    s.unmap_records,
+                    s.data_bytes,
+                    s.unmap_bytes,
+                );
+                let theirs = (
+                    end.records,
+                    end.data_records,
+                    end.unmap_records,
+                    end.data_bytes,
+                    end.unmap_bytes,
+                );
                 if ours != theirs {
                     return Err(stream_error(
                         at,
@@ -583,7 +603,10 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 if let Some(d) = hd.data_bytes.filter(|d| *d != end.data_bytes) {
                     return Err(stream_error(
                         at,
-                        format!("END record says {} data bytes, the HEADER announced {d}", end.data_bytes),
+                        format!(
+                            "END record says {} data bytes, the HEADER announced {d}",
+                            end.data_bytes
+                        ),
                     ));
                 }
                 if end.chain != chain {
@@ -603,31 +626,98 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 s.stream_bytes = input.pos;
                 sink.record(&Located {
                     at,
-                    record: Record::End { records: end.records },
+                    record: Record::End {
+                        records: end.records,
+                    },
                 })
                 .map_err(|e| sink_error(at, &kind, e))?;
                 sink.finish(&s).map_err(|e| sink_error(at, &kind, e))?;
                 return Ok(s);
             }
-            k if k & OPTIONAL != 0 => {
+            _ => {
                 s.optional_records += 1;
                 Record::Optional {
-                    code: k,
+                    code: h.kind,
                     length: h.length,
                 }
-            }
-            k => {
-                return Err(stream_error(
-                    at,
-                    format!(
-                        "unknown record kind {k:#x} that is not optional: the stream needs a newer receiver"
-                    ),
-                ))
             }
         };
         chain = crc32c::crc32c_append(chain, &hb);
         sink.record(&Located { at, record })
             .map_err(|e| sink_error(at, &kind, e))?;
         seq += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_header_round_trips_and_detects_any_flipped_bit() {
+        let h = RecordHeader {
+            kind: KIND_DATA,
+            flags: 0,
+            seq: 7,
+            offset: 1 << 40,
+            length: 65536,
+            payload_crc: 0xdead_beef,
+        };
+        let b = h.encode();
+        assert_eq!(RecordHeader::decode(&b), Ok(h));
+        for bit in 0..RECORD_HEADER_LEN * 8 {
+            let mut d = b;
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                RecordHeader::decode(&d).is_err(),
+                "bit {bit} flip not detected"
+            );
+        }
+    }
+
+    #[test]
+    fn end_payload_round_trips() {
+        let e = End {
+            stream_id: [9; 16],
+            records: 5,
+            data_records: 2,
+            unmap_records: 1,
+            data_bytes: 131072,
+            unmap_bytes: 65536,
+            chain: 0x1234_5678,
+        };
+        assert_eq!(End::decode(&e.encode()), Some(e));
+        assert_eq!(End::decode(&[0u8; 63]), None);
+    }
+
+    #[test]
+    fn writer_counts_and_chains_every_record() {
+        let mut w = Writer::new([1; 16]);
+        let h = Header {
+            version: VERSION,
+            stream_id: hex(&[1; 16]),
+            mode: Mode::Full,
+            volume_size: 1 << 20,
+            block_size: 65536,
+            created: 0,
+            sender: "test".into(),
+            source: Identity::default(),
+            base: None,
+            data_bytes: Some(4096),
+        };
+        let start = w.start(&h);
+        assert_eq!(&start[..8], &MAGIC);
+        let d = w.data(0, 4096, crc32c::crc32c(&[0u8; 4096]));
+        let u = w.unmap(4096, 4096);
+        let end = w.finish();
+        let e = End::decode(&end[RECORD_HEADER_LEN..]).unwrap();
+        assert_eq!((e.records, e.data_records, e.unmap_records), (4, 1, 1));
+        assert_eq!((e.data_bytes, e.unmap_bytes), (4096, 4096));
+        let mut chain = crc32c::crc32c(&MAGIC);
+        chain = crc32c::crc32c_append(chain, &start[8..8 + RECORD_HEADER_LEN]);
+        chain = crc32c::crc32c_append(chain, &d);
+        chain = crc32c::crc32c_append(chain, &u);
+        assert_eq!(e.chain, chain);
+        assert_eq!(parse_stream_id(&h.stream_id), Some([1; 16]));
     }
 }
