@@ -732,7 +732,18 @@ pub struct Report {
 
 /// Receives the stream on `input` into `opts.to`.
 pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
-    let to = &opts.to;
+    // A symlink to an image file: replace the image, keep the link. (Block devices keep the name
+    // given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.)
+    let resolved = match (
+        std::fs::symlink_metadata(&opts.to),
+        std::fs::metadata(&opts.to),
+    ) {
+        (Ok(l), Ok(m)) if l.file_type().is_symlink() && m.is_file() => {
+            std::fs::canonicalize(&opts.to).map_err(|e| Error::io(&opts.to, e))?
+        }
+        _ => opts.to.clone(),
+    };
+    let to = &resolved;
     let meta = match std::fs::metadata(to) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,

@@ -12,6 +12,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
+use crate::btree::node::{read_node, Value};
+use crate::btree::walk::MAX_DEPTH;
+use crate::btree::BlockTime;
 use crate::diff::{self, Delta, Kind};
 use crate::dump;
 use crate::error::{Error, Result};
@@ -284,6 +287,29 @@ pub struct Plan<'a> {
     volume_size: u64,
 }
 
+/// The highest thin block `d` maps, found by following the last child down the mapping tree (a few
+/// metadata blocks, not a walk of every mapping).
+fn last_mapped_block(pool: &Pool, d: &Device) -> Result<Option<u64>> {
+    let mut node = read_node(&pool.dev, d.root, BlockTime::SIZE, true)?;
+    for _ in 0..MAX_DEPTH {
+        let Some(last) = node.len().checked_sub(1) else {
+            return Ok(None);
+        };
+        if node.is_leaf {
+            return Ok(Some(node.key(last)));
+        }
+        let child = node.child(last);
+        node = read_node(&pool.dev, child, BlockTime::SIZE, false)?;
+    }
+    Err(Error::Metadata {
+        path: pool.dev.path().to_path_buf(),
+        what: format!(
+            "mapping tree of thin device {} is deeper than {MAX_DEPTH} levels",
+            d.id
+        ),
+    })
+}
+
 fn internal(what: &str) -> Error {
     Error::Other(format!("internal error: {what}"))
 }
@@ -314,11 +340,8 @@ impl<'a> Plan<'a> {
             volume_size: 0,
         };
         // The highest byte the device maps: every DATA must fit in the volume.
-        let mapped_end = match dump::runs(pool, &right).last() {
-            Some(r) => {
-                let r = r?;
-                bytes(r.origin_begin.saturating_add(r.length), g.bs, "thin")?
-            }
+        let mapped_end = match last_mapped_block(pool, &right)? {
+            Some(b) => bytes(b.saturating_add(1), g.bs, "thin")?,
             None => 0,
         };
         plan.volume_size = match (opts.size, source_size) {

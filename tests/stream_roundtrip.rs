@@ -297,3 +297,111 @@ fn a_device_without_mappings_needs_a_size() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(&target).unwrap(), vec![0u8; 1 << 20]);
 }
+
+#[test]
+fn progress_and_summary_go_to_stderr_when_forced() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(12, 60, 1));
+    let target = dir.path().join("t.img");
+    let mut sa = send_args(&pool, 1, None, &["--progress"]);
+    sa.retain(|a| a != "--quiet");
+    let (snd, rcv) = pipe(&refs(&sa), &["recv", "--to", s(&target), "--progress"]);
+    assert!(
+        snd.status.success() && rcv.status.success(),
+        "{} {}",
+        stderr(&snd),
+        stderr(&rcv)
+    );
+    assert!(
+        stderr(&snd).contains("sent "),
+        "no send summary: {}",
+        stderr(&snd)
+    );
+    assert!(
+        stderr(&rcv).contains("received "),
+        "no recv summary: {}",
+        stderr(&rcv)
+    );
+    // --quiet: nothing at all
+    let (snd, rcv) = pipe(
+        &refs(&send_args(&pool, 1, None, &[])),
+        &["recv", "--to", s(&target), "--quiet", "--force"],
+    );
+    assert!(
+        snd.stderr.is_empty() && rcv.stderr.is_empty(),
+        "{} {}",
+        stderr(&snd),
+        stderr(&rcv)
+    );
+}
+
+#[test]
+fn send_into_an_appended_file_falls_back_from_splice() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(13, 60, 2));
+    for fmt in ["native", "linbit"] {
+        let out_path = dir.path().join(format!("stream.{fmt}"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out_path)
+            .unwrap();
+        let a = send_args(&pool, 2, Some(1), &["--stream-format", fmt]);
+        let st = std::process::Command::new(BIN)
+            .args(&a)
+            .stdout(f)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{fmt} send >> file: {}", stderr(&st));
+        let want = stream(&pool, 2, Some(1), &["--stream-format", fmt]);
+        let got = std::fs::read(&out_path).unwrap();
+        assert_eq!(got.len(), want.len(), "{fmt}: appended stream size");
+        let ins = run(&["inspect", "--verify"], &got);
+        assert!(ins.status.success(), "{fmt}: {}", stderr(&ins));
+    }
+}
+
+#[test]
+fn relative_target_paths_and_symlinks_work() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(14, 60, 2));
+    let real = dir.path().join("real.img");
+    let st = stream(&pool, 1, None, &[]);
+    let out = std::process::Command::new(BIN)
+        .args(["recv", "--to", "real.img", "--quiet"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&st)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let link = dir.path().join("link.img");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = run(
+        &["recv", "--to", s(&link), "--quiet"],
+        &stream(&pool, 2, Some(1), &[]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "symlink replaced"
+    );
+    let d = pool.dev(2);
+    assert_image(&real, &image(d, d.highest_end() * BS), "through a symlink");
+}
