@@ -43,9 +43,7 @@ fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 
 /// Whether `fd` is a pipe or FIFO.
 pub fn is_pipe(fd: RawFd) -> bool {
-    fstat(fd)
-        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
-        .unwrap_or(false)
+    fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO).unwrap_or(false)
 }
 
 /// Whether `fd` is a terminal.
@@ -165,12 +163,7 @@ pub fn punch_hole(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
     retry(|| {
         // SAFETY: fallocate takes only integers.
         cvt(unsafe {
-            libc::fallocate(
-                fd,
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset as i64,
-                len as i64,
-            )
+            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset as i64, len as i64)
         })
     })
     .map(drop)
@@ -221,28 +214,16 @@ pub fn reflink(src: RawFd, dst: RawFd) -> io::Result<()> {
 }
 
 /// One `copy_file_range(2)` call between explicit offsets (advanced by the kernel).
-pub fn copy_file_range(
-    src: RawFd,
-    off_in: &mut i64,
-    dst: RawFd,
-    off_out: &mut i64,
-    len: usize,
-) -> io::Result<usize> {
+pub fn copy_file_range(src: RawFd, off_in: &mut i64, dst: RawFd, off_out: &mut i64, len: usize) -> io::Result<usize> {
     retry(|| {
         // SAFETY: the offset pointers point at live i64s borrowed for this call.
-        cvt_size(unsafe {
-            libc::copy_file_range(src, off_in as *mut i64, dst, off_out as *mut i64, len, 0)
-        } as isize)
+        cvt_size(unsafe { libc::copy_file_range(src, off_in as *mut i64, dst, off_out as *mut i64, len, 0) } as isize)
     })
 }
 
 /// `lseek` with SEEK_DATA (`data == true`) or SEEK_HOLE from `offset`; `None` at end of file.
 pub fn seek_data_hole(fd: RawFd, offset: u64, data: bool) -> io::Result<Option<u64>> {
-    let whence = if data {
-        libc::SEEK_DATA
-    } else {
-        libc::SEEK_HOLE
-    };
+    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
     // SAFETY: lseek takes only integers.
     let r = unsafe { libc::lseek(fd, offset as i64, whence) };
     if r < 0 {
@@ -267,16 +248,8 @@ pub fn is_cached(fd: RawFd, offset: u64, len: u64) -> bool {
     let map_len = (end - start) as usize;
     // SAFETY: a fresh private read-only mapping at an address the kernel chooses; it is never
     // dereferenced, only passed to mincore and unmapped below.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd,
-            start as i64,
-        )
-    };
+    let addr =
+        unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ, libc::MAP_SHARED, fd, start as i64) };
     if addr == libc::MAP_FAILED {
         return false;
     }
@@ -313,16 +286,13 @@ pub fn get_xattr(fd: RawFd, name: &str) -> io::Result<Option<Vec<u8>>> {
 pub fn set_xattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
     let name = cstr(name)?;
     // SAFETY: `name` is NUL-terminated and `value` is readable for its length.
-    cvt(unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
-        .map(drop)
+    cvt(unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
 }
 
 /// Whether an error means "the filesystem or device does not do this".
 pub fn is_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::ENOSYS) | Some(libc::EXDEV)
-    ) || e.kind() == io::ErrorKind::Unsupported
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::ENOSYS) | Some(libc::EXDEV))
+        || e.kind() == io::ErrorKind::Unsupported
 }
 
 /// `fsync` of the directory holding `path`, so a rename in it is durable.

@@ -229,7 +229,6 @@ enum TextJson {
     Json,
 }
 
-
 #[derive(ValueEnum, Clone, Copy)]
 enum DiffFormat {
     Xml,
@@ -304,10 +303,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             allow_tty,
             progress,
         } => {
-            let meta = MetaArgs {
-                metadata_snap,
-                metadata,
-            };
+            let meta = MetaArgs { metadata_snap, metadata };
             let opts = send::Options {
                 thin_id,
                 base_id,
@@ -328,8 +324,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 if sys::is_tty(1) && !allow_tty {
                     return Err(Error::Usage(
-                        "not writing a data stream to a terminal: redirect stdout (or --allow-tty)"
-                            .into(),
+                        "not writing a data stream to a terminal: redirect stdout (or --allow-tty)".into(),
                     ));
                 }
                 drop(out);
@@ -337,47 +332,22 @@ fn run(cli: Cli) -> Result<(), Error> {
                 return Ok(());
             }
         }
-        Cmd::Recv {
-            to,
-            force,
-            accept,
-            allow_empty,
-            state_file,
-            progress,
-        } => {
+        Cmd::Recv { to, force, accept, allow_empty, state_file, progress } => {
             if sys::is_tty(0) {
-                return Err(Error::Usage(
-                    "expecting a data stream on stdin, which is a terminal".into(),
-                ));
+                return Err(Error::Usage("expecting a data stream on stdin, which is a terminal".into()));
             }
             let opts = recv::Options {
                 to,
                 force,
-                read: stream::ReadOptions {
-                    accept: accept.accept(),
-                    allow_empty,
-                },
+                read: stream::ReadOptions { accept: accept.accept(), allow_empty },
                 progress: progress.mode(),
                 state_file,
             };
             recv::recv(0, &opts)?;
         }
-        Cmd::Inspect {
-            verify,
-            format,
-            accept,
-        } => {
-            let opts = stream::ReadOptions {
-                accept: accept.accept(),
-                allow_empty: false,
-            };
-            let r = stream::inspect::inspect(
-                0,
-                &opts,
-                matches!(format, TextJson::Json),
-                verify,
-                &mut out,
-            );
+        Cmd::Inspect { verify, format, accept } => {
+            let opts = stream::ReadOptions { accept: accept.accept(), allow_empty: false };
+            let r = stream::inspect::inspect(0, &opts, matches!(format, TextJson::Json), verify, &mut out);
             out.flush().map_err(|e| Error::io("<stdout>", e))?;
             r?;
         }

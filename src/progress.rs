@@ -62,16 +62,7 @@ impl Progress {
             Mode::Never => false,
         };
         let now = Instant::now();
-        Progress {
-            enabled,
-            tty,
-            verb,
-            total,
-            done: 0,
-            start: now,
-            last: now,
-            drawn: false,
-        }
+        Progress { enabled, tty, verb, total, done: 0, start: now, last: now, drawn: false }
     }
 
     pub fn set_total(&mut self, total: u64) {
@@ -89,11 +80,7 @@ impl Progress {
             return;
         }
         let now = Instant::now();
-        let every = if self.tty {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(1)
-        };
+        let every = if self.tty { Duration::from_millis(250) } else { Duration::from_secs(1) };
         if now.duration_since(self.last) >= every {
             self.last = now;
             self.draw(now);
@@ -105,28 +92,17 @@ impl Progress {
         let rate = self.done as f64 / secs;
         let mut line = format!("{} {}", self.verb, human(self.done as f64));
         if let Some(t) = self.total {
-            let pct = if t == 0 {
-                100.0
-            } else {
-                self.done as f64 * 100.0 / t as f64
-            };
+            let pct = if t == 0 { 100.0 } else { self.done as f64 * 100.0 / t as f64 };
             line.push_str(&format!(" of {} ({pct:.0}%)", human(t as f64)));
             line.push_str(&format!(", {}/s", human(rate)));
             if rate > 0.0 && t >= self.done {
-                line.push_str(&format!(
-                    ", ETA {}",
-                    duration((t - self.done) as f64 / rate)
-                ));
+                line.push_str(&format!(", ETA {}", duration((t - self.done) as f64 / rate)));
             }
         } else {
             line.push_str(&format!(", {}/s", human(rate)));
         }
         let mut e = std::io::stderr().lock();
-        let _ = if self.tty {
-            write!(e, "\r\x1b[K{line}")
-        } else {
-            writeln!(e, "{line}")
-        };
+        let _ = if self.tty { write!(e, "\r\x1b[K{line}") } else { writeln!(e, "{line}") };
         self.drawn = true;
     }
 

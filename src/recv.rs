@@ -56,10 +56,7 @@ pub struct State {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn state_for(start: &Start, complete: bool) -> State {
@@ -81,9 +78,7 @@ pub fn read_state(path: &Path, state_file: Option<&Path>) -> Result<Option<State
         Err(e) => return Err(Error::io(path, e)),
     };
     let raw = if meta.file_type().is_block_device() {
-        let sf = state_file
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| default_state_file(path));
+        let sf = state_file.map(Path::to_path_buf).unwrap_or_else(|| default_state_file(path));
         match std::fs::read(&sf) {
             Ok(b) => Some((sf, b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -129,11 +124,7 @@ pub fn default_state_file(target: &Path) -> PathBuf {
     let dir = std::env::var_os("THINSEND_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/lib/thinsend-native"));
-    let name: String = target
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c == '/' { '_' } else { c })
-        .collect();
+    let name: String = target.to_string_lossy().chars().map(|c| if c == '/' { '_' } else { c }).collect();
     dir.join(format!("{name}.json"))
 }
 
@@ -173,17 +164,10 @@ fn check_base(target: &Path, header: &Header, state: Option<&State>) -> Result<(
     };
     match state {
         None => refuse("the target records no received snapshot".into()),
-        Some(s) if !s.complete => {
-            refuse("the target is marked incomplete (an earlier receive failed)".into())
-        }
+        Some(s) if !s.complete => refuse("the target is marked incomplete (an earlier receive failed)".into()),
         Some(s) => match &s.source {
-            None => refuse(format!(
-                "the target was last written by a {} stream, which carries no identity",
-                s.format
-            )),
-            Some(src) if !src.same_snapshot(base) => {
-                refuse(format!("the target holds {}", src.describe()))
-            }
+            None => refuse(format!("the target was last written by a {} stream, which carries no identity", s.format)),
+            Some(src) if !src.same_snapshot(base) => refuse(format!("the target holds {}", src.describe())),
             Some(_) => Ok(()),
         },
     }
@@ -213,21 +197,11 @@ impl FileTarget {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let base = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "target".into());
+        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "target".into());
         let mut last = None;
         for i in 0..100u32 {
             let name = dir.join(format!(".{base}.thinsend-{}-{i}.tmp", std::process::id()));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&name)
-            {
+            match OpenOptions::new().read(true).write(true).create_new(true).custom_flags(libc::O_CLOEXEC).open(&name) {
                 Ok(f) => {
                     if let Some(m) = &self.existing {
                         let _ = f.set_permissions(m.permissions());
@@ -239,17 +213,11 @@ impl FileTarget {
                 Err(e) => return Err(Error::io(&name, e)),
             }
         }
-        Err(Error::io(
-            &dir,
-            last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()),
-        ))
+        Err(Error::io(&dir, last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into())))
     }
 
     fn temp(&self) -> Result<&File> {
-        self.temp
-            .as_ref()
-            .map(|(_, f)| f)
-            .ok_or_else(|| Error::Other("internal error: no temporary file".into()))
+        self.temp.as_ref().map(|(_, f)| f).ok_or_else(|| Error::Other("internal error: no temporary file".into()))
     }
 
     fn temp_error(&self, e: io::Error) -> Error {
@@ -298,10 +266,7 @@ fn copy_range(src: &File, dst: &File, off: u64, len: u64) -> io::Result<()> {
         match sys::copy_file_range(s, &mut pi, d, &mut po, (len - done).min(1 << 30) as usize) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => done += n as u64,
-            Err(e)
-                if done == 0
-                    && (sys::is_unsupported(&e) || e.raw_os_error() == Some(libc::EINVAL)) =>
-            {
+            Err(e) if done == 0 && (sys::is_unsupported(&e) || e.raw_os_error() == Some(libc::EINVAL)) => {
                 // No in-kernel copy between these files: through a buffer.
                 let mut buf = vec![0u8; 1 << 20];
                 while done < len {
@@ -338,11 +303,8 @@ struct BlockTarget {
 
 impl BlockTarget {
     fn open(path: &Path, state_file: Option<&Path>) -> Result<Self> {
-        let file = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_EXCL | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
+        let file =
+            OpenOptions::new().write(true).custom_flags(libc::O_EXCL | libc::O_CLOEXEC).open(path).map_err(|e| {
                 if e.raw_os_error() == Some(libc::EBUSY) {
                     Error::Other(format!(
                         "{}: device is in use (mounted, or held by another process): not writing to it",
@@ -362,9 +324,7 @@ impl BlockTarget {
             size,
             lbs,
             discard,
-            state_file: state_file
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| default_state_file(path)),
+            state_file: state_file.map(Path::to_path_buf).unwrap_or_else(|| default_state_file(path)),
             cursor: None,
             volume_size: 0,
             written: false,
@@ -464,9 +424,7 @@ impl BlockTarget {
         let mut done = 0;
         while done < len {
             let n = (len - done).min(self.zeros.len() as u64) as usize;
-            self.file
-                .write_all_at(&self.zeros[..n], offset + done)
-                .map_err(|e| Error::io(&self.path, e))?;
+            self.file.write_all_at(&self.zeros[..n], offset + done).map_err(|e| Error::io(&self.path, e))?;
             done += n as u64;
         }
         Ok(())
@@ -488,13 +446,7 @@ fn discard_granularity(f: &File) -> Option<u64> {
     let rdev = f.metadata().ok()?.rdev();
     let (maj, min) = (libc::major(rdev), libc::minor(rdev));
     let q = format!("/sys/dev/block/{maj}:{min}/queue");
-    let read = |n: &str| -> Option<u64> {
-        std::fs::read_to_string(format!("{q}/{n}"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
+    let read = |n: &str| -> Option<u64> { std::fs::read_to_string(format!("{q}/{n}")).ok()?.trim().parse().ok() };
     if read("discard_max_bytes") == Some(0) {
         return Some(0);
     }
@@ -532,9 +484,7 @@ impl Receiver<'_> {
                     }
                 }
                 t.create_temp()?;
-                t.temp()?
-                    .set_len(h.volume_size)
-                    .map_err(|e| t.temp_error(e))?;
+                t.temp()?.set_len(h.volume_size).map_err(|e| t.temp_error(e))?;
             }
             Some((Mode::Incremental, h)) => {
                 if t.existing.is_none() {
@@ -555,9 +505,7 @@ impl Receiver<'_> {
                     );
                 }
                 t.copy_existing()?;
-                t.temp()?
-                    .set_len(h.volume_size)
-                    .map_err(|e| t.temp_error(e))?;
+                t.temp()?.set_len(h.volume_size).map_err(|e| t.temp_error(e))?;
             }
             None => {
                 // LINBIT: applied on top of the existing image, as thin_recv applies to its LV.
@@ -623,9 +571,7 @@ impl Sink for Receiver<'_> {
                 t.check_range(offset, len)?;
                 t.fill_gap(offset)?;
                 t.touch()?;
-                t.file
-                    .write_all_at(bytes, offset)
-                    .map_err(|e| Error::io(&t.path, e))?;
+                t.file.write_all_at(bytes, offset).map_err(|e| Error::io(&t.path, e))?;
                 if t.cursor.is_some() {
                     t.cursor = Some(offset + len);
                 }
@@ -657,8 +603,7 @@ impl Sink for Receiver<'_> {
                 let size = f.metadata().map_err(|e| t.temp_error(e))?.len();
                 let end = offset.saturating_add(len).min(size);
                 if end > offset {
-                    sys::punch_hole(f.as_raw_fd(), offset, end - offset)
-                        .map_err(|e| t.temp_error(e))?;
+                    sys::punch_hole(f.as_raw_fd(), offset, end - offset).map_err(|e| t.temp_error(e))?;
                 }
             }
             Target::Block(t) => {
@@ -704,9 +649,7 @@ impl Sink for Receiver<'_> {
                     write_atomically(&sc, &json).map_err(|e| Error::io(&sc, e))?;
                 } else {
                     match std::fs::remove_file(&sc) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                            return Err(Error::io(&sc, e))
-                        }
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::io(&sc, e)),
                         _ => {}
                     }
                 }
@@ -734,10 +677,7 @@ pub struct Report {
 pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
     // A symlink to an image file: replace the image, keep the link. (Block devices keep the name
     // given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.)
-    let resolved = match (
-        std::fs::symlink_metadata(&opts.to),
-        std::fs::metadata(&opts.to),
-    ) {
+    let resolved = match (std::fs::symlink_metadata(&opts.to), std::fs::metadata(&opts.to)) {
         (Ok(l), Ok(m)) if l.file_type().is_symlink() && m.is_file() => {
             std::fs::canonicalize(&opts.to).map_err(|e| Error::io(&opts.to, e))?
         }
@@ -750,28 +690,13 @@ pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
         Err(e) => return Err(Error::io(to, e)),
     };
     let target = match &meta {
-        Some(m) if m.file_type().is_block_device() => {
-            Target::Block(BlockTarget::open(to, opts.state_file.as_deref())?)
-        }
+        Some(m) if m.file_type().is_block_device() => Target::Block(BlockTarget::open(to, opts.state_file.as_deref())?),
         Some(m) if !m.is_file() => {
-            return Err(Error::Other(format!(
-                "{}: not a regular file or block device",
-                to.display()
-            )))
+            return Err(Error::Other(format!("{}: not a regular file or block device", to.display())))
         }
-        _ => Target::File(FileTarget {
-            path: to.clone(),
-            existing: meta.clone(),
-            temp: None,
-            committed: false,
-        }),
+        _ => Target::File(FileTarget { path: to.clone(), existing: meta.clone(), temp: None, committed: false }),
     };
-    let mut rx = Receiver {
-        opts,
-        target,
-        start: None,
-        progress: Progress::new(opts.progress, "received", None),
-    };
+    let mut rx = Receiver { opts, target, start: None, progress: Progress::new(opts.progress, "received", None) };
     match stream::read(input, &opts.read, &mut rx) {
         Ok(summary) => {
             let secs = rx.progress.elapsed();

@@ -12,8 +12,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
+use crate::btree::cursor::MAX_DEPTH;
 use crate::btree::node::{read_node, Value};
-use crate::btree::walk::MAX_DEPTH;
 use crate::btree::BlockTime;
 use crate::diff::{self, Delta, Kind};
 use crate::dump;
@@ -129,9 +129,7 @@ enum Step {
 
 fn bytes(block: u64, bs: u64, what: &str) -> Result<u64> {
     block.checked_mul(bs).ok_or_else(|| {
-        Error::Other(format!(
-            "{what} block {block} times block size {bs} overflows a 64-bit byte offset"
-        ))
+        Error::Other(format!("{what} block {block} times block size {bs} overflows a 64-bit byte offset"))
     })
 }
 
@@ -147,50 +145,43 @@ impl Geometry {
     fn data(&self, begin: u64, length: u64, data_block: u64) -> Result<Step> {
         let offset = bytes(begin, self.bs, "thin")?;
         let len = bytes(length, self.bs, "thin")?;
-        let src = if self.from_thin {
-            offset
-        } else {
-            bytes(data_block, self.bs, "data")?
-        };
+        let src = if self.from_thin { offset } else { bytes(data_block, self.bs, "data")? };
         Ok(Step::Data { offset, len, src })
     }
 
     fn unmap(&self, begin: u64, length: u64) -> Result<Step> {
-        Ok(Step::Unmap {
-            offset: bytes(begin, self.bs, "thin")?,
-            len: bytes(length, self.bs, "thin")?,
-        })
+        Ok(Step::Unmap { offset: bytes(begin, self.bs, "thin")?, len: bytes(length, self.bs, "thin")? })
     }
 
     fn delta_step(&self, d: &Delta) -> Result<Option<Step>> {
         match (d.kind, d.right) {
             (Kind::Same, _) => Ok(None),
             (Kind::LeftOnly, _) => self.unmap(d.begin, d.length).map(Some),
-            (Kind::Different | Kind::RightOnly, Some(r)) => {
-                self.data(d.begin, d.length, r).map(Some)
+            (Kind::Different | Kind::RightOnly, Some(r)) => self.data(d.begin, d.length, r).map(Some),
+            (k, None) => {
+                Err(Error::Other(format!("diff piece {} at block {} has no right data block", k.name(), d.begin)))
             }
-            (k, None) => Err(Error::Other(format!(
-                "diff piece {} at block {} has no right data block",
-                k.name(),
-                d.begin
-            ))),
         }
     }
 }
 
 type Steps<'a> = Box<dyn Iterator<Item = Result<Step>> + 'a>;
 
+/// The changed pieces of `right` against `left` (shared subtrees are not read).
+fn changed<'a>(pool: &'a Pool, left: &Device, right: &Device) -> Result<diff::Diff<'a>> {
+    diff::delta(pool, left, right, diff::Options { changed_only: true, ..Default::default() })
+}
+
 /// Data-contiguous pieces in ascending order: a full device's runs, or the changed pieces of a delta.
 fn pieces<'a>(pool: &'a Pool, left: Option<&Device>, right: &Device, g: Geometry) -> Steps<'a> {
     match left {
         None => Box::new(
-            dump::runs(pool, right)
-                .map(move |r| r.and_then(|r| g.data(r.origin_begin, r.length, r.data_begin))),
+            dump::runs(pool, right).map(move |r| r.and_then(|r| g.data(r.origin_begin, r.length, r.data_begin))),
         ),
-        Some(left) => Box::new(
-            diff::delta(pool, left, right, diff::Options { changed_only: true })
-                .filter_map(move |d| d.and_then(|d| g.delta_step(&d)).transpose()),
-        ),
+        Some(left) => match changed(pool, left, right) {
+            Ok(d) => Box::new(d.filter_map(move |d| d.and_then(|d| g.delta_step(&d)).transpose())),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        },
     }
 }
 
@@ -201,24 +192,15 @@ fn merged(mut it: Steps<'_>) -> Steps<'_> {
         match it.next() {
             Some(Ok(s)) => {
                 let joined = match (&mut cur, s) {
-                    (
-                        Some(Step::Data { offset, len, src }),
-                        Step::Data {
-                            offset: o2,
-                            len: l2,
-                            src: s2,
-                        },
-                    ) if *offset + *len == o2 && *src + *len == s2 => {
+                    (Some(Step::Data { offset, len, src }), Step::Data { offset: o2, len: l2, src: s2 })
+                        if *offset + *len == o2 && *src + *len == s2 =>
+                    {
                         *len += l2;
                         true
                     }
-                    (
-                        Some(Step::Unmap { offset, len }),
-                        Step::Unmap {
-                            offset: o2,
-                            len: l2,
-                        },
-                    ) if *offset + *len == o2 => {
+                    (Some(Step::Unmap { offset, len }), Step::Unmap { offset: o2, len: l2 })
+                        if *offset + *len == o2 =>
+                    {
                         *len += l2;
                         true
                     }
@@ -237,22 +219,11 @@ fn merged(mut it: Steps<'_>) -> Steps<'_> {
 }
 
 /// LINBIT chunks: thin_dump's runs (full) or thin_delta's simple ranges (incremental), one each.
-fn linbit_chunks<'a>(
-    pool: &'a Pool,
-    left: Option<&Device>,
-    right: &Device,
-    g: Geometry,
-) -> Steps<'a> {
+fn linbit_chunks<'a>(pool: &'a Pool, left: Option<&Device>, right: &Device, g: Geometry) -> Steps<'a> {
     match left {
         None => pieces(pool, None, right, g),
-        Some(left) => Box::new(
-            diff::coalesce_simple(diff::delta(
-                pool,
-                left,
-                right,
-                diff::Options { changed_only: true },
-            ))
-            .filter_map(move |d| {
+        Some(left) => match changed(pool, left, right) {
+            Ok(d) => Box::new(diff::coalesce_simple(d).filter_map(move |d| {
                 d.and_then(|d| match d.kind {
                     Kind::Same => Ok(None),
                     Kind::LeftOnly => g.unmap(d.begin, d.length).map(Some),
@@ -260,8 +231,9 @@ fn linbit_chunks<'a>(
                     Kind::Different | Kind::RightOnly => g.data(d.begin, d.length, 0).map(Some),
                 })
                 .transpose()
-            }),
-        ),
+            })),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        },
     }
 }
 
@@ -303,10 +275,7 @@ fn last_mapped_block(pool: &Pool, d: &Device) -> Result<Option<u64>> {
     }
     Err(Error::Metadata {
         path: pool.dev.path().to_path_buf(),
-        what: format!(
-            "mapping tree of thin device {} is deeper than {MAX_DEPTH} levels",
-            d.id
-        ),
+        what: format!("mapping tree of thin device {} is deeper than {MAX_DEPTH} levels", d.id),
     })
 }
 
@@ -320,25 +289,11 @@ impl<'a> Plan<'a> {
         let right = *pool.device(opts.thin_id)?;
         let left = opts.base_id.map(|b| pool.device(b).copied()).transpose()?;
         if opts.base_id == Some(opts.thin_id) {
-            return Err(Error::Usage(format!(
-                "--base-id {} is the device being sent",
-                opts.thin_id
-            )));
+            return Err(Error::Usage(format!("--base-id {} is the device being sent", opts.thin_id)));
         }
-        let g = Geometry {
-            bs: pool.superblock().data_block_bytes(),
-            from_thin: opts.source.is_some(),
-        };
+        let g = Geometry { bs: pool.superblock().data_block_bytes(), from_thin: opts.source.is_some() };
         let record_size = (opts.record_size.clamp(4096, native::MAX_PAYLOAD) / 4096) * 4096;
-        let mut plan = Plan {
-            pool,
-            left,
-            right,
-            g,
-            format: opts.format,
-            record_size,
-            volume_size: 0,
-        };
+        let mut plan = Plan { pool, left, right, g, format: opts.format, record_size, volume_size: 0 };
         // The highest byte the device maps: every DATA must fit in the volume.
         let mapped_end = match last_mapped_block(pool, &right)? {
             Some(b) => bytes(b.saturating_add(1), g.bs, "thin")?,
@@ -351,10 +306,10 @@ impl<'a> Plan<'a> {
             (None, None) if opts.format == StreamFormat::Linbit => 0,
             (None, None) => {
                 return Err(Error::Usage(format!(
-                "the size of thin device {} is unknown (it maps no blocks and the metadata does \
+                    "the size of thin device {} is unknown (it maps no blocks and the metadata does \
                      not record device sizes): give --size BYTES",
-                opts.thin_id
-            )))
+                    opts.thin_id
+                )))
             }
         };
         if opts.format == StreamFormat::Native && mapped_end > plan.volume_size {
@@ -363,11 +318,7 @@ impl<'a> Plan<'a> {
                 plan.volume_size,
                 mapped_end,
                 opts.thin_id,
-                if opts.size.is_some() {
-                    " (--size too small)"
-                } else {
-                    " (is --source the right device?)"
-                }
+                if opts.size.is_some() { " (--size too small)" } else { " (is --source the right device?)" }
             )));
         }
         Ok(plan)
@@ -433,28 +384,13 @@ impl<'a> Plan<'a> {
             // Walk the data-contiguous pieces that tile this chunk.
             let mut at = offset;
             while at < offset + len {
-                let p = pieces
-                    .next()
-                    .ok_or_else(|| internal("LINBIT chunk not covered by pieces"))??;
+                let p = pieces.next().ok_or_else(|| internal("LINBIT chunk not covered by pieces"))??;
                 match (p, data) {
-                    (
-                        Step::Data {
-                            offset: po,
-                            len: pl,
-                            src,
-                        },
-                        true,
-                    ) if po == at => {
+                    (Step::Data { offset: po, len: pl, src }, true) if po == at => {
                         e.piece(src, pl)?;
                         at += pl;
                     }
-                    (
-                        Step::Unmap {
-                            offset: po,
-                            len: pl,
-                        },
-                        false,
-                    ) if po == at => at += pl,
+                    (Step::Unmap { offset: po, len: pl }, false) if po == at => at += pl,
                     _ => return Err(internal("LINBIT chunk and pieces disagree")),
                 }
             }
@@ -489,11 +425,7 @@ impl<'a> Plan<'a> {
         native::Header {
             version: native::VERSION,
             stream_id: native::hex(stream_id),
-            mode: if self.incremental() {
-                native::Mode::Incremental
-            } else {
-                native::Mode::Full
-            },
+            mode: if self.incremental() { native::Mode::Incremental } else { native::Mode::Full },
             volume_size: self.volume_size,
             block_size: self.g.bs,
             created: std::time::SystemTime::now()
@@ -526,9 +458,7 @@ impl<'a> Plan<'a> {
                     + t.data_bytes
                     + native::END_PAYLOAD_LEN as u64
             }
-            StreamFormat::Linbit => {
-                t.records * linbit::CHUNK_LEN as u64 + linbit::STATS_LEN + t.data_bytes
-            }
+            StreamFormat::Linbit => t.records * linbit::CHUNK_LEN as u64 + linbit::STATS_LEN + t.data_bytes,
         };
         Ok(t)
     }
@@ -589,17 +519,8 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
         }
         let head = head.to_string();
         // Print the header fields, then stream the records, then the totals.
-        write!(
-            out,
-            "{},\"records\":[",
-            head.strip_suffix('}').unwrap_or(&head)
-        )
-        .map_err(w)?;
-        let mut p = Print {
-            out,
-            json: true,
-            first: true,
-        };
+        write!(out, "{},\"records\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(w)?;
+        let mut p = Print { out, json: true, first: true };
         plan.walk(&mut p)?;
         let totals_json = serde_json::to_string(&totals).unwrap_or_default();
         writeln!(p.out, "\n],\"totals\":{totals_json}}}").map_err(w)?;
@@ -607,15 +528,9 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
         writeln!(
             out,
             "# {format} stream, {}, thin {}{}, {}block size {} bytes",
-            if plan.incremental() {
-                "incremental"
-            } else {
-                "full"
-            },
+            if plan.incremental() { "incremental" } else { "full" },
             opts.thin_id,
-            opts.base_id
-                .map(|b| format!(" from base {b}"))
-                .unwrap_or_default(),
+            opts.base_id.map(|b| format!(" from base {b}")).unwrap_or_default(),
             if opts.format == StreamFormat::Native {
                 format!("volume {} bytes, ", plan.volume_size)
             } else {
@@ -624,11 +539,7 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
             plan.g.bs
         )
         .map_err(w)?;
-        let mut p = Print {
-            out,
-            json: false,
-            first: true,
-        };
+        let mut p = Print { out, json: false, first: true };
         plan.walk(&mut p)?;
         writeln!(
             p.out,
@@ -664,16 +575,8 @@ impl Print<'_> {
             }
         } else {
             match src {
-                Some(s) => writeln!(
-                    self.out,
-                    "{:<5} offset={offset} length={len} source={s}",
-                    kind.to_uppercase()
-                ),
-                None => writeln!(
-                    self.out,
-                    "{:<5} offset={offset} length={len}",
-                    kind.to_uppercase()
-                ),
+                Some(s) => writeln!(self.out, "{:<5} offset={offset} length={len} source={s}", kind.to_uppercase()),
+                None => writeln!(self.out, "{:<5} offset={offset} length={len}", kind.to_uppercase()),
             }
         };
         self.first = false;
@@ -692,8 +595,7 @@ impl Emit for Print<'_> {
         if self.json {
             return Ok(());
         }
-        writeln!(self.out, "        source={src} length={len}")
-            .map_err(|e| Error::io("<stdout>", e))
+        writeln!(self.out, "        source={src} length={len}").map_err(|e| Error::io("<stdout>", e))
     }
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
         self.line("unmap", offset, len, None)
@@ -734,13 +636,7 @@ impl Source {
         // Ranges are scattered in an incremental send: the kernel's own readahead would read
         // around them. [`Readahead`] asks for exactly the ranges that will be read.
         let _ = sys::fadvise(file.as_raw_fd(), 0, 0, sys::Advice::Random);
-        Ok(Source {
-            file,
-            path: path.to_path_buf(),
-            what,
-            bs,
-            from_thin,
-        })
+        Ok(Source { file, path: path.to_path_buf(), what, bs, from_thin })
     }
 
     fn fd(&self) -> RawFd {
@@ -759,9 +655,7 @@ impl Source {
     }
 
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        self.file
-            .read_exact_at(buf, off)
-            .map_err(|e| self.read_error(off, e))
+        self.file.read_exact_at(buf, off).map_err(|e| self.read_error(off, e))
     }
 }
 
@@ -788,14 +682,7 @@ const PREFETCH_PIECE: u64 = 4 << 20;
 
 impl<'a> Readahead<'a> {
     fn new(fd: RawFd, ahead: Steps<'a>) -> Self {
-        Readahead {
-            fd,
-            ahead,
-            prefetched: 0,
-            consumed: 0,
-            pending: VecDeque::new(),
-            done: false,
-        }
+        Readahead { fd, ahead, prefetched: 0, consumed: 0, pending: VecDeque::new(), done: false }
     }
 
     /// Before reading the next `len` source bytes.
@@ -870,14 +757,7 @@ impl Out {
         if is_pipe {
             sys::grow_pipe(fd, 1 << 20);
         }
-        Out {
-            fd,
-            relay: None,
-            is_pipe,
-            no_splice: false,
-            bytes: 0,
-            buf: Vec::new(),
-        }
+        Out { fd, relay: None, is_pipe, no_splice: false, bytes: 0, buf: Vec::new() }
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
@@ -908,9 +788,7 @@ impl Out {
         while done < len {
             let n = (len - done).min(self.buf.len() as u64) as usize;
             let mut buf = std::mem::take(&mut self.buf);
-            let r = src
-                .read_at(&mut buf[..n], off + done)
-                .and_then(|()| self.write(&buf[..n]));
+            let r = src.read_at(&mut buf[..n], off + done).and_then(|()| self.write(&buf[..n]));
             self.buf = buf;
             r?;
             done += n as u64;
@@ -920,19 +798,13 @@ impl Out {
 
     /// Splice `src[off..off+len]` to the output. Errors carry the bytes done before them
     /// (`u64::MAX` marks a source-side error).
-    fn splice(
-        &mut self,
-        src: &Source,
-        off: u64,
-        len: u64,
-    ) -> std::result::Result<(), (u64, std::io::Error)> {
+    fn splice(&mut self, src: &Source, off: u64, len: u64) -> std::result::Result<(), (u64, std::io::Error)> {
         let mut pos = off as i64;
         let mut done = 0u64;
         if self.is_pipe {
             while done < len {
                 let want = (len - done).min(1 << 30) as usize;
-                let n = sys::splice(src.fd(), Some(&mut pos), self.fd, None, want)
-                    .map_err(|e| (done, e))?;
+                let n = sys::splice(src.fd(), Some(&mut pos), self.fd, None, want).map_err(|e| (done, e))?;
                 if n == 0 {
                     return Err((done, std::io::ErrorKind::UnexpectedEof.into()));
                 }
@@ -952,8 +824,7 @@ impl Out {
         let (r, w) = (r.as_raw_fd(), w.as_raw_fd());
         while done < len {
             let want = (len - done).min(1 << 20) as usize;
-            let n =
-                sys::splice(src.fd(), Some(&mut pos), w, None, want).map_err(|e| (u64::MAX, e))?;
+            let n = sys::splice(src.fd(), Some(&mut pos), w, None, want).map_err(|e| (u64::MAX, e))?;
             if n == 0 {
                 return Err((done, std::io::ErrorKind::UnexpectedEof.into()));
             }
@@ -983,8 +854,7 @@ impl TeePipes {
     fn new() -> std::io::Result<Self> {
         let a = sys::pipe()?;
         let b = sys::pipe()?;
-        let cap =
-            sys::grow_pipe(a.1.as_raw_fd(), 1 << 20).min(sys::grow_pipe(b.1.as_raw_fd(), 1 << 20));
+        let cap = sys::grow_pipe(a.1.as_raw_fd(), 1 << 20).min(sys::grow_pipe(b.1.as_raw_fd(), 1 << 20));
         Ok(TeePipes { a, b, cap })
     }
 }
@@ -1050,18 +920,10 @@ impl Sender<'_, '_> {
         }
         let mut pos = src as i64;
         while done < len {
-            let n = sys::splice(
-                self.src.fd(),
-                Some(&mut pos),
-                aw,
-                None,
-                (len - done) as usize,
-            )
-            .map_err(|e| self.src.read_error(src + done, e))?;
+            let n = sys::splice(self.src.fd(), Some(&mut pos), aw, None, (len - done) as usize)
+                .map_err(|e| self.src.read_error(src + done, e))?;
             if n == 0 {
-                return Err(self
-                    .src
-                    .read_error(src + done, std::io::ErrorKind::UnexpectedEof.into()));
+                return Err(self.src.read_error(src + done, std::io::ErrorKind::UnexpectedEof.into()));
             }
             done += n as u64;
         }
@@ -1071,8 +933,7 @@ impl Sender<'_, '_> {
             let n = sys::tee(ar, bw, (len - teed) as usize).map_err(out_error)?;
             let mut got = 0usize;
             while got < n {
-                let m = sys::read(br, &mut self.buf[teed as usize + got..teed as usize + n])
-                    .map_err(out_error)?;
+                let m = sys::read(br, &mut self.buf[teed as usize + got..teed as usize + n]).map_err(out_error)?;
                 if m == 0 {
                     return Err(internal("tee pipe closed"));
                 }
@@ -1150,11 +1011,7 @@ pub fn send(pool: &Pool, opts: &Options, out: RawFd) -> Result<Totals> {
             ))
         }
     };
-    let source_size = if from_thin {
-        Some(size_of(&path)?)
-    } else {
-        None
-    };
+    let source_size = if from_thin { Some(size_of(&path)?) } else { None };
     let plan = Plan::new(pool, opts, source_size)?;
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
@@ -1198,10 +1055,7 @@ pub fn send(pool: &Pool, opts: &Options, out: RawFd) -> Result<Totals> {
     }
     let written = sender.out.bytes;
     if written != totals.stream_bytes {
-        return Err(internal(&format!(
-            "wrote {written} stream bytes, planned {}",
-            totals.stream_bytes
-        )));
+        return Err(internal(&format!("wrote {written} stream bytes, planned {}", totals.stream_bytes)));
     }
     let secs = sender.progress.elapsed();
     sender.progress.finish(&format!(

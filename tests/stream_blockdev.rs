@@ -18,18 +18,12 @@ struct Loop {
 
 impl Loop {
     fn attach(file: &Path) -> Option<Loop> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(file)
-            .output()
-            .ok()?;
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(file).output().ok()?;
         if !out.status.success() {
             return None;
         }
         let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Some(Loop {
-            dev: PathBuf::from(dev),
-        })
+        Some(Loop { dev: PathBuf::from(dev) })
     }
 
     fn sysfs(&self, what: &str) -> PathBuf {
@@ -75,10 +69,7 @@ fn check(l: &Loop, dev: &Dev, dev_size: usize, what: &str) {
     let got = l.read(dev_size);
     let want = image(dev, vol as u64);
     if let Some(i) = got[..vol].iter().zip(&want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: device differs from the image at byte {i} (block {})",
-            i as u64 / BS
-        );
+        panic!("{what}: device differs from the image at byte {i} (block {})", i as u64 / BS);
     }
 }
 
@@ -101,72 +92,38 @@ fn block_device_chain_holes_state_and_failures() {
     assert!(out.status.success(), "{}", stderr(&out));
     check(&l, pool.dev(1), size as usize, "full into the device");
     let vol1 = (pool.dev(1).highest_end() * BS) as usize;
-    assert!(
-        l.read(size as usize)[vol1..].iter().all(|&b| b == 0xAB),
-        "bytes beyond the volume were touched"
-    );
+    assert!(l.read(size as usize)[vol1..].iter().all(|&b| b == 0xAB), "bytes beyond the volume were touched");
     assert_eq!(state_of(&state)["complete"], true);
     assert_eq!(state_of(&state)["source"]["thin_id"], 1);
 
     // Incremental 1 -> 2.
-    let out = run(
-        &recv_args(&l.dev, &state, &[]),
-        &stream(&pool, 2, Some(1), &[]),
-    );
+    let out = run(&recv_args(&l.dev, &state, &[]), &stream(&pool, 2, Some(1), &[]));
     assert!(out.status.success(), "{}", stderr(&out));
     check(&l, pool.dev(2), size as usize, "incremental 1->2");
     assert_eq!(state_of(&state)["source"]["thin_id"], 2);
 
     // Wrong base: refused before anything is written.
     let before = l.read(size as usize);
-    let out = run(
-        &recv_args(&l.dev, &state, &[]),
-        &stream(&pool, 2, Some(1), &[]),
-    );
+    let out = run(&recv_args(&l.dev, &state, &[]), &stream(&pool, 2, Some(1), &[]));
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("the target holds thin 2"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("nothing was written"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        l.read(size as usize) == before,
-        "refused stream changed the device"
-    );
+    assert!(stderr(&out).contains("the target holds thin 2"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was written"), "{}", stderr(&out));
+    assert!(l.read(size as usize) == before, "refused stream changed the device");
     assert_eq!(state_of(&state)["complete"], true);
 
     // Held exclusively by someone else: refused.
     {
-        let _held = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_EXCL)
-            .open(&l.dev)
-            .unwrap();
-        let out = run(
-            &recv_args(&l.dev, &state, &[]),
-            &stream(&pool, 3, Some(2), &[]),
-        );
+        let _held = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(&l.dev).unwrap();
+        let out = run(&recv_args(&l.dev, &state, &[]), &stream(&pool, 3, Some(2), &[]));
         assert!(!out.status.success());
         assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
     }
 
     // A volume larger than the device: refused before the first write.
     let big = (size + BS).to_string();
-    let out = run(
-        &recv_args(&l.dev, &state, &["--force"]),
-        &stream(&pool, 1, None, &["--size", &big]),
-    );
+    let out = run(&recv_args(&l.dev, &state, &["--force"]), &stream(&pool, 1, None, &["--size", &big]));
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("smaller than the stream's volume"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("smaller than the stream's volume"), "{}", stderr(&out));
     assert!(l.read(size as usize) == before);
 
     // A stream cut in the middle: the device is partially written and marked incomplete.
@@ -176,20 +133,10 @@ fn block_device_chain_holes_state_and_failures() {
     assert!(stderr(&out).contains("INCOMPLETE"), "{}", stderr(&out));
     assert_eq!(state_of(&state)["complete"], false);
     let out = run(&recv_args(&l.dev, &state, &[]), &inc);
-    assert!(
-        !out.status.success(),
-        "incremental accepted onto an incomplete target"
-    );
-    assert!(
-        stderr(&out).contains("marked incomplete"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(!out.status.success(), "incremental accepted onto an incomplete target");
+    assert!(stderr(&out).contains("marked incomplete"), "{}", stderr(&out));
     // A full stream repairs it.
-    let out = run(
-        &recv_args(&l.dev, &state, &[]),
-        &stream(&pool, 3, None, &[]),
-    );
+    let out = run(&recv_args(&l.dev, &state, &[]), &stream(&pool, 3, None, &[]));
     assert!(out.status.success(), "{}", stderr(&out));
     check(&l, pool.dev(3), size as usize, "full 3 after a failure");
     assert_eq!(state_of(&state)["complete"], true);
@@ -207,28 +154,14 @@ fn unmap_falls_back_to_zeroing_without_discard() {
         return;
     };
     if std::fs::write(l.sysfs("discard_max_bytes"), "0").is_err() {
-        eprintln!(
-            "NOTICE: cannot disable discard on {}: test skipped",
-            l.dev.display()
-        );
+        eprintln!("NOTICE: cannot disable discard on {}: test skipped", l.dev.display());
         return;
     }
     let state = dir.path().join("state.json");
-    let out = run(
-        &recv_args(&l.dev, &state, &[]),
-        &stream(&pool, 1, None, &[]),
-    );
+    let out = run(&recv_args(&l.dev, &state, &[]), &stream(&pool, 1, None, &[]));
     assert!(out.status.success(), "{}", stderr(&out));
     check(&l, pool.dev(1), size as usize, "full without discard");
-    let out = run(
-        &recv_args(&l.dev, &state, &[]),
-        &stream(&pool, 2, Some(1), &[]),
-    );
+    let out = run(&recv_args(&l.dev, &state, &[]), &stream(&pool, 2, Some(1), &[]));
     assert!(out.status.success(), "{}", stderr(&out));
-    check(
-        &l,
-        pool.dev(2),
-        size as usize,
-        "incremental without discard",
-    );
+    check(&l, pool.dev(2), size as usize, "incremental without discard");
 }

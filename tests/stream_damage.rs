@@ -17,11 +17,7 @@ fn records(st: &[u8]) -> Vec<(usize, usize, u32)> {
     while at < st.len() {
         let hb: [u8; 40] = st[at..at + 40].try_into().unwrap();
         let h = RecordHeader::decode(&hb).expect("sender wrote a valid header");
-        let payload = if h.kind == native::KIND_UNMAP {
-            0
-        } else {
-            h.length as usize
-        };
+        let payload = if h.kind == native::KIND_UNMAP { 0 } else { h.length as usize };
         v.push((at, at + 40 + payload, h.kind));
         at += 40 + payload;
     }
@@ -57,13 +53,7 @@ fn fixture(seed: u64) -> Fixture {
     let before = std::fs::read(&target).unwrap();
     let state = thinsend::recv::read_state(&target, None).unwrap();
     assert!(state.is_some(), "no state recorded after a full receive");
-    Fixture {
-        _dir: dir,
-        pool,
-        target,
-        before,
-        state,
-    }
+    Fixture { _dir: dir, pool, target, before, state }
 }
 
 impl Fixture {
@@ -76,48 +66,22 @@ impl Fixture {
         let out = run(&["recv", "--to", s(&self.target), "--quiet"], st);
         let err = stderr(&out);
         assert!(!out.status.success(), "{what}: damaged stream accepted");
-        assert_ne!(
-            out.status.code(),
-            Some(101),
-            "{what}: receiver panicked: {err}"
-        );
-        assert!(
-            !err.contains("panicked"),
-            "{what}: receiver panicked: {err}"
-        );
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{what}: message is not one line: {err}"
-        );
-        assert!(
-            msgs.iter().any(|m| err.contains(m)),
-            "{what}: expected one of {msgs:?} in: {err}"
-        );
-        assert!(
-            err.contains("left unchanged"),
-            "{what}: message does not say the target is unchanged: {err}"
-        );
-        assert!(
-            std::fs::read(&self.target).unwrap() == self.before,
-            "{what}: target changed"
-        );
+        assert_ne!(out.status.code(), Some(101), "{what}: receiver panicked: {err}");
+        assert!(!err.contains("panicked"), "{what}: receiver panicked: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: message is not one line: {err}");
+        assert!(msgs.iter().any(|m| err.contains(m)), "{what}: expected one of {msgs:?} in: {err}");
+        assert!(err.contains("left unchanged"), "{what}: message does not say the target is unchanged: {err}");
+        assert!(std::fs::read(&self.target).unwrap() == self.before, "{what}: target changed");
         assert_eq!(
             thinsend::recv::read_state(&self.target, None).unwrap(),
             self.state,
             "{what}: recorded state changed"
         );
-        assert!(
-            temp_files(self.dir()).is_empty(),
-            "{what}: temporary file left behind"
-        );
+        assert!(temp_files(self.dir()).is_empty(), "{what}: temporary file left behind");
         // inspect refuses a damaged stream as well (a wrong base is not damage)
         if !err.contains("refusing an incremental") {
             let ins = run(&["inspect", "--verify"], st);
-            assert!(
-                !ins.status.success(),
-                "{what}: inspect accepted the damaged stream"
-            );
+            assert!(!ins.status.success(), "{what}: inspect accepted the damaged stream");
         }
     }
 }
@@ -135,17 +99,8 @@ fn every_record_kind_damaged_is_refused_and_the_target_kept() {
     let st = stream(&fx.pool, 2, Some(1), &[]);
     let recs = records(&st);
     let kinds: Vec<u32> = recs.iter().map(|r| r.2).collect();
-    for k in [
-        native::KIND_HEADER,
-        native::KIND_DATA,
-        native::KIND_UNMAP,
-        native::KIND_END,
-    ] {
-        assert!(
-            kinds.contains(&k),
-            "the test stream lacks a {} record",
-            kind_name(k)
-        );
+    for k in [native::KIND_HEADER, native::KIND_DATA, native::KIND_UNMAP, native::KIND_END] {
+        assert!(kinds.contains(&k), "the test stream lacks a {} record", kind_name(k));
     }
     // The undamaged stream is fine (checked on a copy of the target, so the fixture stays at 1).
     let ok = run(&["inspect", "--verify"], &st);
@@ -153,12 +108,7 @@ fn every_record_kind_damaged_is_refused_and_the_target_kept() {
 
     // one record of each kind (the first DATA and UNMAP, and the last DATA)
     let mut picked: Vec<usize> = Vec::new();
-    for k in [
-        native::KIND_HEADER,
-        native::KIND_DATA,
-        native::KIND_UNMAP,
-        native::KIND_END,
-    ] {
+    for k in [native::KIND_HEADER, native::KIND_DATA, native::KIND_UNMAP, native::KIND_END] {
         picked.push(recs.iter().position(|r| r.2 == k).unwrap());
     }
     picked.push(recs.iter().rposition(|r| r.2 == native::KIND_DATA).unwrap());
@@ -175,39 +125,19 @@ fn every_record_kind_damaged_is_refused_and_the_target_kept() {
             for off in [a + 40, (a + 40 + b) / 2, b - 1] {
                 let mut d = st.clone();
                 d[off] ^= 0x01;
-                fx.refused(
-                    &d,
-                    &format!("{name}: payload byte {} flipped", off - a),
-                    CORRUPT,
-                );
+                fx.refused(&d, &format!("{name}: payload byte {} flipped", off - a), CORRUPT);
             }
-            fx.refused(
-                &st[..(a + 40 + b) / 2],
-                &format!("{name}: cut inside the payload"),
-                TRUNC,
-            );
+            fx.refused(&st[..(a + 40 + b) / 2], &format!("{name}: cut inside the payload"), TRUNC);
         }
         fx.refused(&st[..a], &format!("{name}: cut before it"), TRUNC);
-        fx.refused(
-            &st[..a + 17],
-            &format!("{name}: cut inside its header"),
-            TRUNC,
-        );
+        fx.refused(&st[..a + 17], &format!("{name}: cut inside its header"), TRUNC);
         // dropped, repeated, swapped with its neighbour
         let mut d = st[..a].to_vec();
         d.extend_from_slice(&st[b..]);
-        fx.refused(
-            &d,
-            &format!("{name}: dropped"),
-            &["sequence number", "first record is", "Truncated stream"],
-        );
+        fx.refused(&d, &format!("{name}: dropped"), &["sequence number", "first record is", "Truncated stream"]);
         let mut d = st[..b].to_vec();
         d.extend_from_slice(&st[a..]);
-        fx.refused(
-            &d,
-            &format!("{name}: repeated"),
-            &["sequence number", "Trailing bytes"],
-        );
+        fx.refused(&d, &format!("{name}: repeated"), &["sequence number", "Trailing bytes"]);
         if i + 1 < recs.len() {
             let (_, c, _) = recs[i + 1];
             let mut d = st[..a].to_vec();
@@ -225,11 +155,7 @@ fn every_record_kind_damaged_is_refused_and_the_target_kept() {
     fx.refused(&d, "future format version", &["version 9 is not supported"]);
     let mut d = st.clone();
     d.push(0);
-    fx.refused(
-        &d,
-        "trailing byte",
-        &["Trailing bytes after the END record"],
-    );
+    fx.refused(&d, "trailing byte", &["Trailing bytes after the END record"]);
     fx.refused(&st[..5], "only part of the magic", &["Truncated input"]);
     fx.refused(&st[..8], "only the magic", TRUNC);
     fx.refused(b"", "empty input", &["Empty input"]);
@@ -252,24 +178,13 @@ fn incremental_for_another_base_is_refused_unless_forced() {
     let fx = fixture(22);
     // The target holds 1; a stream from 2 to 3 needs 2.
     let st = stream(&fx.pool, 3, Some(2), &[]);
-    fx.refused(
-        &st,
-        "incremental 2->3 onto 1",
-        &["refusing an incremental stream: the target holds thin 1"],
-    );
+    fx.refused(&st, "incremental 2->3 onto 1", &["refusing an incremental stream: the target holds thin 1"]);
     // A plain file records nothing.
     let plain = fx.dir().join("plain.img");
     std::fs::write(&plain, &fx.before).unwrap();
-    let out = run(
-        &["recv", "--to", s(&plain), "--quiet"],
-        &stream(&fx.pool, 2, Some(1), &[]),
-    );
+    let out = run(&["recv", "--to", s(&plain), "--quiet"], &stream(&fx.pool, 2, Some(1), &[]));
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("records no received snapshot"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("records no received snapshot"), "{}", stderr(&out));
     assert!(std::fs::read(&plain).unwrap() == fx.before);
     // Nor can an incremental create a target.
     let none = fx.dir().join("none.img");
@@ -278,10 +193,7 @@ fn incremental_for_another_base_is_refused_unless_forced() {
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     assert!(!none.exists());
     // --force applies it anyway (to a target that is in fact at 2 here).
-    let out = run(
-        &["recv", "--to", s(&plain), "--quiet", "--force"],
-        &stream(&fx.pool, 2, Some(1), &[]),
-    );
+    let out = run(&["recv", "--to", s(&plain), "--quiet", "--force"], &stream(&fx.pool, 2, Some(1), &[]));
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&["recv", "--to", s(&plain), "--quiet"], &st);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -328,21 +240,10 @@ fn optional_records_are_skipped_and_unknown_required_ones_refused() {
     let state = std::fs::read(&fx.target).unwrap();
     assert_eq!(state, fx.before);
     // xattrs are not copied by fs::copy; force the identity check off for the copy
-    let out = run(
-        &["recv", "--to", s(&copy), "--quiet", "--force"],
-        &with_optional,
-    );
-    assert!(
-        out.status.success(),
-        "stream with an optional record refused: {}",
-        stderr(&out)
-    );
+    let out = run(&["recv", "--to", s(&copy), "--quiet", "--force"], &with_optional);
+    assert!(out.status.success(), "stream with an optional record refused: {}", stderr(&out));
     let d2 = fx.pool.dev(2);
-    assert_image(
-        &copy,
-        &image(d2, d2.highest_end() * BS),
-        "with an optional record",
-    );
+    assert_image(&copy, &image(d2, d2.highest_end() * BS), "with an optional record");
     let ins = run(&["inspect"], &with_optional);
     assert!(String::from_utf8_lossy(&ins.stdout).contains("OPTIONAL code=0x80000042"));
 
@@ -354,9 +255,5 @@ fn optional_records_are_skipped_and_unknown_required_ones_refused() {
     h.kind = 0x42;
     hb = h.encode();
     bad[a..a + 40].copy_from_slice(&hb);
-    fx.refused(
-        &bad,
-        "unknown required record",
-        &["unknown record kind 0x42"],
-    );
+    fx.refused(&bad, "unknown required record", &["unknown record kind 0x42"]);
 }

@@ -36,12 +36,7 @@ fn vector_path(name: &str) -> PathBuf {
 
 /// The README's rule: thin block `b` holds `blk` + b as six digits + space, repeated, cut at 64 KiB.
 fn readme_block(b: u64) -> Vec<u8> {
-    format!("blk{b:06} ")
-        .into_bytes()
-        .into_iter()
-        .cycle()
-        .take(65536)
-        .collect()
+    format!("blk{b:06} ").into_bytes().into_iter().cycle().take(65536).collect()
 }
 
 fn readme_image(blocks: &[u64], size_blocks: u64) -> Vec<u8> {
@@ -93,28 +88,16 @@ fn linbit_vectors_received_into_files_give_the_readme_images() {
     let min = vector("minimal.stream").unwrap();
     let out = recv(&t2, &min, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_image(
-        &t2,
-        &readme_image(DEV2, 301),
-        "minimal.stream changes nothing",
-    );
+    assert_image(&t2, &readme_image(DEV2, 301), "minimal.stream changes nothing");
 }
 
 /// The pool of the vectors: pool.xml through thin_restore, data blocks filled by the README rule
 /// for the thin block that maps them.
 fn vector_pool(dir: &Path) -> (PathBuf, PathBuf) {
     let meta = dir.join("meta.img");
-    std::fs::File::create(&meta)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
-    let out = Command::new("thin_restore")
-        .arg("-i")
-        .arg(vector_path("pool.xml"))
-        .arg("-o")
-        .arg(&meta)
-        .output()
-        .unwrap();
+    std::fs::File::create(&meta).unwrap().set_len(8 << 20).unwrap();
+    let out =
+        Command::new("thin_restore").arg("-i").arg(vector_path("pool.xml")).arg("-o").arg(&meta).output().unwrap();
     assert!(out.status.success(), "thin_restore: {}", stderr(&out));
     // (thin block, data block) of both devices, from pool.xml.
     let maps: &[(u64, u64)] = &[
@@ -152,26 +135,12 @@ fn send_linbit_writes_the_vectors_byte_for_byte() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (meta, data) = vector_pool(dir.path());
-    let base = [
-        "send",
-        "--metadata",
-        s(&meta),
-        "--data",
-        s(&data),
-        "--stream-format",
-        "linbit",
-        "--quiet",
-    ];
+    let base = ["send", "--metadata", s(&meta), "--data", s(&data), "--stream-format", "linbit", "--quiet"];
     let mut a = base.to_vec();
     a.extend(["--thin-id", "1"]);
     let out = run(&a, b"");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        out.stdout == full,
-        "full send differs from full.stream ({} vs {} bytes)",
-        out.stdout.len(),
-        full.len()
-    );
+    assert!(out.stdout == full, "full send differs from full.stream ({} vs {} bytes)", out.stdout.len(), full.len());
     let mut a = base.to_vec();
     a.extend(["--thin-id", "2", "--base-id", "1"]);
     let out = run(&a, b"");
@@ -192,12 +161,7 @@ fn send_linbit_writes_the_vectors_byte_for_byte() {
             a.extend(["--base-id", b]);
         }
         let (snd, rcv) = pipe(&a, &["recv", "--to", s(&t), "--quiet"]);
-        assert!(
-            snd.status.success() && rcv.status.success(),
-            "{} {}",
-            stderr(&snd),
-            stderr(&rcv)
-        );
+        assert!(snd.status.success() && rcv.status.success(), "{} {}", stderr(&snd), stderr(&rcv));
     }
     assert_image(&t, &readme_image(DEV2, 301), "sent linbit chain");
 }
@@ -237,10 +201,7 @@ fn apply(stream: &[u8], extra: &[&str]) -> (bool, String, Vec<u8>) {
     std::fs::write(&t, vec![7u8; 8192]).unwrap();
     let out = recv(&t, stream, extra);
     let after = std::fs::read(&t).unwrap();
-    assert!(
-        temp_files(dir.path()).is_empty(),
-        "temporary file left behind"
-    );
+    assert!(temp_files(dir.path()).is_empty(), "temporary file left behind");
     (out.status.success(), stderr(&out), after)
 }
 
@@ -248,16 +209,8 @@ fn refused(stream: &[u8], extra: &[&str], msg: &str) {
     let (ok, err, after) = apply(stream, extra);
     assert!(!ok, "stream accepted, expected refusal with {msg:?}");
     assert!(err.contains(msg), "expected {msg:?} in: {err}");
-    assert_eq!(
-        after,
-        vec![7u8; 8192],
-        "target changed by a refused stream ({msg})"
-    );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "error is not one line: {err}"
-    );
+    assert_eq!(after, vec![7u8; 8192], "target changed by a refused stream ({msg})");
+    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
 }
 
 fn valid11() -> Vec<u8> {
@@ -283,37 +236,17 @@ fn empty_input_is_refused_unless_allowed() {
     refused(b"", &[], "Empty input");
     let (ok, err, _) = apply(b"", &["--allow-empty"]);
     assert!(ok, "{err}");
-    refused(
-        b"",
-        &["--allow-empty", "--accept-stream-format", "1.1"],
-        "Empty input",
-    );
+    refused(b"", &["--allow-empty", "--accept-stream-format", "1.1"], "Empty input");
 }
 
 #[test]
 fn truncation_is_detected_as_thin_recv_does() {
     let v = valid11();
-    refused(
-        &v[..10],
-        &[],
-        "Truncated input, bytes expected: 28, got: 10",
-    );
-    refused(
-        &v[..28 + 20],
-        &[],
-        "Truncated input, bytes expected: 28, got: 20",
-    );
-    refused(
-        &v[..28 + 28 + 5],
-        &[],
-        "Incomplete copy_data, 6 bytes missing.",
-    );
+    refused(&v[..10], &[], "Truncated input, bytes expected: 28, got: 10");
+    refused(&v[..28 + 20], &[], "Truncated input, bytes expected: 28, got: 20");
+    refused(&v[..28 + 28 + 5], &[], "Incomplete copy_data, 6 bytes missing.");
     refused(&v[..v.len() - 24 - 28], &[], "Missing END_STREAM marker.");
-    refused(
-        &v[..v.len() - 3],
-        &[],
-        "Truncated input, bytes expected: 24, got: 21",
-    );
+    refused(&v[..v.len() - 3], &[], "Truncated input, bytes expected: 24, got: 21");
 }
 
 #[test]
@@ -322,11 +255,7 @@ fn end_marker_is_checked() {
     let n = s.len();
     s.truncate(n - 52);
     s.extend(end(4, 2, 1));
-    refused(
-        &s,
-        &[],
-        "END_STREAM marker mismatch: chunks/unmap/data: stream: 4/1/1, marker: 4/1/2",
-    );
+    refused(&s, &[], "END_STREAM marker mismatch: chunks/unmap/data: stream: 4/1/1, marker: 4/1/2");
     let mut s = valid11();
     s.extend(b"xy");
     refused(&s, &[], "Trailing garbage beyond END_STREAM marker.");
@@ -344,11 +273,7 @@ fn magic_values_are_checked() {
     let mut s = chunk(M11, 0, 0, 2);
     s.extend(data(M10, 0, b"x"));
     s.extend(end(3, 1, 0));
-    refused(
-        &s,
-        &[],
-        "Magic value mismatch, expected 0x24C4F02AAE2E4FA9, found 0xCA7F00D5DE7EC7ED",
-    );
+    refused(&s, &[], "Magic value mismatch, expected 0x24C4F02AAE2E4FA9, found 0xCA7F00D5DE7EC7ED");
     refused(
         &chunk(0x1122_3344_5566_7788, 0, 0, 2),
         &[],
@@ -374,16 +299,8 @@ fn format_1_0_is_accepted_with_its_rules() {
     bad.extend(chunk(M10, 0, 0, 2));
     refused(&bad, &[], "Old format stream containing unknown cmd chunk");
     refused(&s, &["--accept-stream-format", "1.1"], "not accepted");
-    refused(
-        &valid11(),
-        &["--accept-stream-format", "1.0"],
-        "not accepted",
-    );
-    refused(
-        &valid11(),
-        &["--accept-stream-format", "native"],
-        "not accepted",
-    );
+    refused(&valid11(), &["--accept-stream-format", "1.0"], "not accepted");
+    refused(&valid11(), &["--accept-stream-format", "native"], "not accepted");
     let (ok, err, _) = apply(&s, &["--accept-stream-format", "1.0"]);
     assert!(ok, "{err}");
 }
@@ -397,10 +314,7 @@ fn optional_chunks_are_skipped_and_counted() {
     s.extend(end(4, 1, 0));
     let (ok, err, after) = apply(&s, &[]);
     assert!(ok, "{err}");
-    assert!(
-        err.contains("Unrecognized optional chunk 0x80000007, length 5"),
-        "{err}"
-    );
+    assert!(err.contains("Unrecognized optional chunk 0x80000007, length 5"), "{err}");
     assert_eq!(&after[..2], b"zz");
     let mut s = chunk(M11, 0, 0, 2);
     s.extend(chunk(M11, 0, 0, 9));
@@ -433,9 +347,6 @@ fn inspect_lists_linbit_vectors() {
         "END    records=6",
         "327872 stream bytes",
     ] {
-        assert!(
-            text.contains(want),
-            "inspect output lacks {want:?}:\n{text}"
-        );
+        assert!(text.contains(want), "inspect output lacks {want:?}:\n{text}");
     }
 }

@@ -20,12 +20,7 @@ fn w(e: std::io::Error) -> Error {
 
 impl<'w> Inspect<'w> {
     pub fn new(out: &'w mut dyn Write, json: bool, quiet: bool) -> Self {
-        Inspect {
-            out,
-            json,
-            quiet,
-            first: true,
-        }
+        Inspect { out, json, quiet, first: true }
     }
 }
 
@@ -33,12 +28,7 @@ impl Sink for Inspect<'_> {
     fn start(&mut self, start: &Start) -> Result<()> {
         if self.json {
             let header = serde_json::to_string(&start.header).unwrap_or_else(|_| "null".into());
-            write!(
-                self.out,
-                "{{\"format\":\"{}\",\"header\":{header}",
-                start.format.name()
-            )
-            .map_err(w)?;
+            write!(self.out, "{{\"format\":\"{}\",\"header\":{header}", start.format.name()).map_err(w)?;
             if !self.quiet {
                 write!(self.out, ",\"records\":[").map_err(w)?;
             }
@@ -91,10 +81,7 @@ impl Sink for Inspect<'_> {
             }
             Record::Header { payload } => writeln!(self.out, "@{at} {k:<6} payload={payload}"),
             Record::Optional { code, length } => {
-                writeln!(
-                    self.out,
-                    "@{at} {k:<6} code={code:#x} length={length} (skipped)"
-                )
+                writeln!(self.out, "@{at} {k:<6} code={code:#x} length={length} (skipped)")
             }
             Record::End { records } => writeln!(self.out, "@{at} {k:<6} records={records}"),
             Record::Begin => writeln!(self.out, "@{at} {k}"),

@@ -20,15 +20,8 @@ pub const CMD_OPTIONAL: u32 = 0x8000_0000;
 
 /// The format a stream's first eight bytes announce, or the message refusing it.
 pub fn format_of(first: &[u8]) -> std::result::Result<Format, String> {
-    let Some(m) = first
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-    else {
-        return Err(format!(
-            "Truncated input, bytes expected: {CHUNK_LEN}, got: {}",
-            first.len()
-        ));
+    let Some(m) = first.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else {
+        return Err(format!("Truncated input, bytes expected: {CHUNK_LEN}, got: {}", first.len()));
     };
     match m {
         MAGIC_11 => Ok(Format::Linbit11),
@@ -98,18 +91,10 @@ fn be64(b: &[u8], o: usize) -> u64 {
 const PIECE: usize = 1 << 20;
 
 /// Reads chunks after the first eight bytes (`first`, the first chunk's magic, already consumed).
-pub(crate) fn read_chunks(
-    input: &mut Input,
-    format: Format,
-    first: [u8; 8],
-    sink: &mut dyn Sink,
-) -> Result<Summary> {
+pub(crate) fn read_chunks(input: &mut Input, format: Format, first: [u8; 8], sink: &mut dyn Sink) -> Result<Summary> {
     let magic = u64::from_be_bytes(first);
     let v11 = format == Format::Linbit11;
-    let mut s = Summary {
-        format: Some(format),
-        ..Summary::default()
-    };
+    let mut s = Summary { format: Some(format), ..Summary::default() };
     let mut seen_begin = false;
     let mut seen_end = false;
     let mut started = false;
@@ -138,49 +123,30 @@ pub(crate) fn read_chunks(
             ));
         }
         if seen_end {
-            return Err(stream_error(
-                at,
-                "Stream continued beyond END_STREAM marker",
-            ));
+            return Err(stream_error(at, "Stream continued beyond END_STREAM marker"));
         }
         let m = be64(&hb, 0);
         if m != magic {
-            return Err(stream_error(
-                at,
-                format!("Magic value mismatch, expected {magic:#018X}, found {m:#018X}"),
-            ));
+            return Err(stream_error(at, format!("Magic value mismatch, expected {magic:#018X}, found {m:#018X}")));
         }
         let offset = be64(&hb, 8);
         let length = be64(&hb, 16);
         let cmd = u32::from_be_bytes([hb[24], hb[25], hb[26], hb[27]]);
         s.records += 1;
         if !v11 && cmd != CMD_DATA && cmd != CMD_UNMAP {
-            return Err(stream_error(
-                at,
-                format!("Old format stream containing unknown cmd chunk ({cmd:#x})"),
-            ));
+            return Err(stream_error(at, format!("Old format stream containing unknown cmd chunk ({cmd:#x})")));
         }
         if v11 && !seen_begin && cmd != CMD_BEGIN {
-            return Err(stream_error(
-                at,
-                format!("First chunk is not BEGIN_STREAM (cmd {cmd:#x}) in a 1.1 stream"),
-            ));
+            return Err(stream_error(at, format!("First chunk is not BEGIN_STREAM (cmd {cmd:#x}) in a 1.1 stream")));
         }
         if !started && (cmd == CMD_DATA || cmd == CMD_UNMAP) {
-            sink.start(&super::Start {
-                format,
-                header: None,
-            })
-            .map_err(|e| sink_error(at, "BEGIN", e))?;
+            sink.start(&super::Start { format, header: None }).map_err(|e| sink_error(at, "BEGIN", e))?;
             started = true;
         }
         let record = match cmd {
             CMD_DATA => {
                 if offset.checked_add(length).is_none() {
-                    return Err(stream_error(
-                        at,
-                        format!("DATA chunk range {offset}+{length} overflows"),
-                    ));
+                    return Err(stream_error(at, format!("DATA chunk range {offset}+{length} overflows")));
                 }
                 copy_data(input, sink, offset, length, &mut buf, at)?;
                 s.data_records += 1;
@@ -189,31 +155,20 @@ pub(crate) fn read_chunks(
             }
             CMD_UNMAP => {
                 if offset.checked_add(length).is_none() {
-                    return Err(stream_error(
-                        at,
-                        format!("UNMAP chunk range {offset}+{length} overflows"),
-                    ));
+                    return Err(stream_error(at, format!("UNMAP chunk range {offset}+{length} overflows")));
                 }
-                sink.unmap(offset, length)
-                    .map_err(|e| sink_error(at, "UNMAP", e))?;
+                sink.unmap(offset, length).map_err(|e| sink_error(at, "UNMAP", e))?;
                 s.unmap_records += 1;
                 s.unmap_bytes += length;
                 Record::Unmap { offset, length }
             }
             CMD_BEGIN => {
                 if seen_begin {
-                    return Err(stream_error(
-                        at,
-                        "BEGIN_STREAM marker in the middle of the stream",
-                    ));
+                    return Err(stream_error(at, "BEGIN_STREAM marker in the middle of the stream"));
                 }
                 seen_begin = true;
                 if !started {
-                    sink.start(&super::Start {
-                        format,
-                        header: None,
-                    })
-                    .map_err(|e| sink_error(at, "BEGIN", e))?;
+                    sink.start(&super::Start { format, header: None }).map_err(|e| sink_error(at, "BEGIN", e))?;
                     started = true;
                 }
                 Record::Begin
@@ -233,9 +188,7 @@ pub(crate) fn read_chunks(
                 if got < stats.len() {
                     return Err(stream_error(
                         at,
-                        format!(
-                            "Truncated input, bytes expected: {STATS_LEN}, got: {got} (END_STREAM statistics)"
-                        ),
+                        format!("Truncated input, bytes expected: {STATS_LEN}, got: {got} (END_STREAM statistics)"),
                     ));
                 }
                 let (chunks, data, unmap) = (be64(&stats, 0), be64(&stats, 8), be64(&stats, 16));
@@ -252,9 +205,7 @@ pub(crate) fn read_chunks(
                 Record::End { records: chunks }
             }
             c if c & CMD_OPTIONAL != 0 => {
-                sink.warn(&format!(
-                    "Unrecognized optional chunk {c:#x}, length {length}"
-                ));
+                sink.warn(&format!("Unrecognized optional chunk {c:#x}, length {length}"));
                 skip(input, length, &mut buf, at)?;
                 s.optional_records += 1;
                 Record::Optional { code: c, length }
@@ -263,22 +214,16 @@ pub(crate) fn read_chunks(
                 return Err(stream_error(at, format!("Unrecognized chunk (cmd {c:#x})")));
             }
         };
-        sink.record(&Located { at, record })
-            .map_err(|e| sink_error(at, "chunk", e))?;
+        sink.record(&Located { at, record }).map_err(|e| sink_error(at, "chunk", e))?;
     }
     if v11 && !seen_end {
         return Err(stream_error(input.pos, "Missing END_STREAM marker."));
     }
     if !started {
-        sink.start(&super::Start {
-            format,
-            header: None,
-        })
-        .map_err(|e| sink_error(input.pos, "END", e))?;
+        sink.start(&super::Start { format, header: None }).map_err(|e| sink_error(input.pos, "END", e))?;
     }
     s.stream_bytes = input.pos;
-    sink.finish(&s)
-        .map_err(|e| sink_error(input.pos, "END", e))?;
+    sink.finish(&s).map_err(|e| sink_error(input.pos, "END", e))?;
     Ok(s)
 }
 
@@ -290,25 +235,13 @@ fn copy_data(
     buf: &mut Vec<u8>,
     at: u64,
 ) -> Result<()> {
-    let missing = |done: u64| {
-        stream_error(
-            at,
-            format!("Incomplete copy_data, {} bytes missing.", length - done),
-        )
-    };
-    let target = if input.pipe {
-        sink.splice_target(offset, length)
-            .map_err(|e| sink_error(at, "DATA", e))?
-    } else {
-        None
-    };
+    let missing = |done: u64| stream_error(at, format!("Incomplete copy_data, {} bytes missing.", length - done));
+    let target =
+        if input.pipe { sink.splice_target(offset, length).map_err(|e| sink_error(at, "DATA", e))? } else { None };
     if let Some(out) = target {
-        let done = input.splice_to(out, offset, length).map_err(|e| {
-            stream_error(
-                at,
-                format!("DATA chunk at target offset {offset}: splice: {e}"),
-            )
-        })?;
+        let done = input
+            .splice_to(out, offset, length)
+            .map_err(|e| stream_error(at, format!("DATA chunk at target offset {offset}: splice: {e}")))?;
         sink.spliced(offset, done);
         if done < length {
             return Err(missing(done));
@@ -321,8 +254,7 @@ fn copy_data(
         buf.resize(n, 0);
         let got = input.fill(buf)?;
         if got > 0 {
-            sink.data(offset + done, &buf[..got])
-                .map_err(|e| sink_error(at, "DATA", e))?;
+            sink.data(offset + done, &buf[..got]).map_err(|e| sink_error(at, "DATA", e))?;
         }
         done += got as u64;
         if got < n {
@@ -342,10 +274,7 @@ fn skip(input: &mut Input, length: u64, buf: &mut Vec<u8>, at: u64) -> Result<()
         if got < n {
             return Err(stream_error(
                 at,
-                format!(
-                    "Truncated input: optional chunk payload, {} bytes missing.",
-                    length - done
-                ),
+                format!("Truncated input: optional chunk payload, {} bytes missing.", length - done),
             ));
         }
     }

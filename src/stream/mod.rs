@@ -228,10 +228,7 @@ impl Input {
 }
 
 pub(crate) fn stream_error(offset: u64, what: impl Into<String>) -> Error {
-    Error::Stream {
-        offset,
-        what: what.into(),
-    }
+    Error::Stream { offset, what: what.into() }
 }
 
 /// Wraps an error the sink raised while applying the record at `at`, so it names the stream position.
@@ -255,10 +252,7 @@ pub fn read(fd: RawFd, opts: &ReadOptions, sink: &mut dyn Sink) -> Result<Summar
             sink.finish(&summary)?;
             return Ok(summary);
         }
-        return Err(stream_error(
-            0,
-            "Empty input: no stream arrived (did the sender fail before writing anything?)",
-        ));
+        return Err(stream_error(0, "Empty input: no stream arrived (did the sender fail before writing anything?)"));
     }
     if n < 8 {
         return Err(stream_error(
@@ -286,11 +280,7 @@ pub fn read(fd: RawFd, opts: &ReadOptions, sink: &mut dyn Sink) -> Result<Summar
     if !opts.accept.allows(format) {
         return Err(stream_error(
             0,
-            format!(
-                "{} stream not accepted (--accept-stream-format {})",
-                format.name(),
-                opts.accept.name()
-            ),
+            format!("{} stream not accepted (--accept-stream-format {})", format.name(), opts.accept.name()),
         ));
     }
     match format {

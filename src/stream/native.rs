@@ -125,22 +125,13 @@ pub struct Header {
 impl Header {
     fn validate(&self) -> std::result::Result<(), String> {
         if self.version != VERSION {
-            return Err(format!(
-                "header version {} (expected {VERSION})",
-                self.version
-            ));
+            return Err(format!("header version {} (expected {VERSION})", self.version));
         }
         if self.stream_id.len() != 32 || !self.stream_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "stream_id {:?} is not 32 hex digits",
-                self.stream_id
-            ));
+            return Err(format!("stream_id {:?} is not 32 hex digits", self.stream_id));
         }
         if self.block_size == 0 || self.block_size % 512 != 0 {
-            return Err(format!(
-                "block_size {} is not a positive multiple of 512",
-                self.block_size
-            ));
+            return Err(format!("block_size {} is not a positive multiple of 512", self.block_size));
         }
         match (self.mode, &self.base) {
             (Mode::Incremental, None) => Err("incremental stream without a base identity".into()),
@@ -247,9 +238,7 @@ impl End {
         if b.len() != END_PAYLOAD_LEN {
             return None;
         }
-        let u64_at = |o: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
-        };
+        let u64_at = |o: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?)) };
         let mut stream_id = [0u8; 16];
         stream_id.copy_from_slice(b.get(0..16)?);
         Some(End {
@@ -274,30 +263,11 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(stream_id: [u8; 16]) -> Self {
-        Writer {
-            stream_id,
-            seq: 0,
-            chain: crc32c::crc32c(&MAGIC),
-            end: End::default(),
-        }
+        Writer { stream_id, seq: 0, chain: crc32c::crc32c(&MAGIC), end: End::default() }
     }
 
-    fn record(
-        &mut self,
-        kind: u32,
-        offset: u64,
-        length: u64,
-        payload_crc: u32,
-    ) -> [u8; RECORD_HEADER_LEN] {
-        let h = RecordHeader {
-            kind,
-            flags: 0,
-            seq: self.seq,
-            offset,
-            length,
-            payload_crc,
-        }
-        .encode();
+    fn record(&mut self, kind: u32, offset: u64, length: u64, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
+        let h = RecordHeader { kind, flags: 0, seq: self.seq, offset, length, payload_crc }.encode();
         self.seq += 1;
         self.end.records += 1;
         self.chain = crc32c::crc32c_append(self.chain, &h);
@@ -308,12 +278,7 @@ impl Writer {
     pub fn start(&mut self, header: &Header) -> Vec<u8> {
         let json = serde_json::to_vec(header).unwrap_or_default();
         let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&self.record(
-            KIND_HEADER,
-            0,
-            json.len() as u64,
-            crc32c::crc32c(&json),
-        ));
+        out.extend_from_slice(&self.record(KIND_HEADER, 0, json.len() as u64, crc32c::crc32c(&json)));
         out.extend_from_slice(&json);
         out
     }
@@ -333,14 +298,7 @@ impl Writer {
 
     /// An optional record (kind must have [`OPTIONAL`] set) with its payload.
     pub fn optional(&mut self, kind: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = self
-            .record(
-                kind | OPTIONAL,
-                0,
-                payload.len() as u64,
-                crc32c::crc32c(payload),
-            )
-            .to_vec();
+        let mut out = self.record(kind | OPTIONAL, 0, payload.len() as u64, crc32c::crc32c(payload)).to_vec();
         out.extend_from_slice(payload);
         out
     }
@@ -352,14 +310,7 @@ impl Writer {
         end.stream_id = self.stream_id;
         end.chain = self.chain;
         let payload = end.encode();
-        let mut out = self
-            .record(
-                KIND_END,
-                0,
-                END_PAYLOAD_LEN as u64,
-                crc32c::crc32c(&payload),
-            )
-            .to_vec();
+        let mut out = self.record(KIND_END, 0, END_PAYLOAD_LEN as u64, crc32c::crc32c(&payload)).to_vec();
         out.extend_from_slice(&payload);
         out
     }
@@ -372,10 +323,7 @@ impl Writer {
 
 /// Reads the records after the magic (already consumed by the caller), validating each.
 pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Summary> {
-    let mut s = Summary {
-        format: Some(super::Format::Native),
-        ..Summary::default()
-    };
+    let mut s = Summary { format: Some(super::Format::Native), ..Summary::default() };
     let mut chain = crc32c::crc32c(&MAGIC);
     let mut header: Option<Header> = None;
     let mut prev_end = 0u64;
@@ -389,9 +337,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
             return Err(stream_error(
                 at,
                 match header {
-                    None => {
-                        "Truncated stream: it ends after the magic, before the HEADER record".into()
-                    }
+                    None => "Truncated stream: it ends after the magic, before the HEADER record".into(),
                     Some(_) => format!(
                         "Truncated stream: it ends after {seq} records without an END record \
                          (the sender stopped or the stream was cut)"
@@ -426,25 +372,16 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
             ));
         }
         if h.flags != 0 {
-            return Err(stream_error(
-                at,
-                format!("{kind} record has unknown flags {:#x}", h.flags),
-            ));
+            return Err(stream_error(at, format!("{kind} record has unknown flags {:#x}", h.flags)));
         }
         if seq == 0 && h.kind != KIND_HEADER {
-            return Err(stream_error(
-                at,
-                format!("first record is {kind}, expected HEADER"),
-            ));
+            return Err(stream_error(at, format!("first record is {kind}, expected HEADER")));
         }
         let known = matches!(h.kind, KIND_HEADER | KIND_DATA | KIND_UNMAP | KIND_END);
         if !known && h.kind & OPTIONAL == 0 {
             return Err(stream_error(
                 at,
-                format!(
-                    "unknown record kind {:#x} that is not optional: the stream needs a newer receiver",
-                    h.kind
-                ),
+                format!("unknown record kind {:#x} that is not optional: the stream needs a newer receiver", h.kind),
             ));
         }
         let payload_len = if h.kind == KIND_UNMAP { 0 } else { h.length };
@@ -456,10 +393,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
         if payload_len > limit {
             return Err(stream_error(
                 at,
-                format!(
-                    "{kind} record length {} exceeds the limit of {limit} bytes",
-                    h.length
-                ),
+                format!("{kind} record length {} exceeds the limit of {limit} bytes", h.length),
             ));
         }
         if h.kind == KIND_DATA || h.kind == KIND_UNMAP {
@@ -468,10 +402,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
             };
             let end = h.offset.checked_add(h.length);
             if h.length == 0 {
-                return Err(stream_error(
-                    at,
-                    format!("{kind} record with length 0 at target offset {}", h.offset),
-                ));
+                return Err(stream_error(at, format!("{kind} record with length 0 at target offset {}", h.offset)));
             }
             match end {
                 Some(e) if e <= hd.volume_size => {}
@@ -502,10 +433,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
         if got < buf.len() {
             return Err(stream_error(
                 at,
-                format!(
-                    "Truncated stream: the {kind} record's payload is cut after {got} of {} bytes",
-                    buf.len()
-                ),
+                format!("Truncated stream: the {kind} record's payload is cut after {got} of {} bytes", buf.len()),
             ));
         }
         let computed = crc32c::crc32c(&buf);
@@ -527,41 +455,28 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 }
                 let hd: Header = serde_json::from_slice(&buf)
                     .map_err(|e| stream_error(at, format!("HEADER record: bad JSON: {e}")))?;
-                hd.validate()
-                    .map_err(|e| stream_error(at, format!("HEADER record: {e}")))?;
-                sink.start(&Start {
-                    format: super::Format::Native,
-                    header: Some(hd.clone()),
-                })
-                .map_err(|e| sink_error(at, &kind, e))?;
+                hd.validate().map_err(|e| stream_error(at, format!("HEADER record: {e}")))?;
+                sink.start(&Start { format: super::Format::Native, header: Some(hd.clone()) })
+                    .map_err(|e| sink_error(at, &kind, e))?;
                 header = Some(hd);
                 Record::Header { payload: h.length }
             }
             KIND_DATA => {
-                sink.data(h.offset, &buf)
-                    .map_err(|e| sink_error(at, &kind, e))?;
+                sink.data(h.offset, &buf).map_err(|e| sink_error(at, &kind, e))?;
                 prev_end = h.offset + h.length;
                 s.data_records += 1;
                 s.data_bytes += h.length;
-                Record::Data {
-                    offset: h.offset,
-                    length: h.length,
-                }
+                Record::Data { offset: h.offset, length: h.length }
             }
             KIND_UNMAP => {
-                sink.unmap(h.offset, h.length)
-                    .map_err(|e| sink_error(at, &kind, e))?;
+                sink.unmap(h.offset, h.length).map_err(|e| sink_error(at, &kind, e))?;
                 prev_end = h.offset + h.length;
                 s.unmap_records += 1;
                 s.unmap_bytes += h.length;
-                Record::Unmap {
-                    offset: h.offset,
-                    length: h.length,
-                }
+                Record::Unmap { offset: h.offset, length: h.length }
             }
             KIND_END => {
-                let end = End::decode(&buf)
-                    .ok_or_else(|| stream_error(at, "END record: payload is not 64 bytes"))?;
+                let end = End::decode(&buf).ok_or_else(|| stream_error(at, "END record: payload is not 64 bytes"))?;
                 let Some(hd) = &header else {
                     return Err(stream_error(at, "END record before the HEADER"));
                 };
@@ -576,20 +491,8 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                         ),
                     ));
                 }
-                let ours = (
-                    s.records,
-                    s.data_records,
-                    s.unmap_records,
-                    s.data_bytes,
-                    s.unmap_bytes,
-                );
-                let theirs = (
-                    end.records,
-                    end.data_records,
-                    end.unmap_records,
-                    end.data_bytes,
-                    end.unmap_bytes,
-                );
+                let ours = (s.records, s.data_records, s.unmap_records, s.data_bytes, s.unmap_bytes);
+                let theirs = (end.records, end.data_records, end.unmap_records, end.data_bytes, end.unmap_bytes);
                 if ours != theirs {
                     return Err(stream_error(
                         at,
@@ -603,10 +506,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 if let Some(d) = hd.data_bytes.filter(|d| *d != end.data_bytes) {
                     return Err(stream_error(
                         at,
-                        format!(
-                            "END record says {} data bytes, the HEADER announced {d}",
-                            end.data_bytes
-                        ),
+                        format!("END record says {} data bytes, the HEADER announced {d}", end.data_bytes),
                     ));
                 }
                 if end.chain != chain {
@@ -624,27 +524,18 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                     return Err(stream_error(end_pos, "Trailing bytes after the END record"));
                 }
                 s.stream_bytes = input.pos;
-                sink.record(&Located {
-                    at,
-                    record: Record::End {
-                        records: end.records,
-                    },
-                })
-                .map_err(|e| sink_error(at, &kind, e))?;
+                sink.record(&Located { at, record: Record::End { records: end.records } })
+                    .map_err(|e| sink_error(at, &kind, e))?;
                 sink.finish(&s).map_err(|e| sink_error(at, &kind, e))?;
                 return Ok(s);
             }
             _ => {
                 s.optional_records += 1;
-                Record::Optional {
-                    code: h.kind,
-                    length: h.length,
-                }
+                Record::Optional { code: h.kind, length: h.length }
             }
         };
         chain = crc32c::crc32c_append(chain, &hb);
-        sink.record(&Located { at, record })
-            .map_err(|e| sink_error(at, &kind, e))?;
+        sink.record(&Located { at, record }).map_err(|e| sink_error(at, &kind, e))?;
         seq += 1;
     }
 }
@@ -668,10 +559,7 @@ mod tests {
         for bit in 0..RECORD_HEADER_LEN * 8 {
             let mut d = b;
             d[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                RecordHeader::decode(&d).is_err(),
-                "bit {bit} flip not detected"
-            );
+            assert!(RecordHeader::decode(&d).is_err(), "bit {bit} flip not detected");
         }
     }
 

@@ -13,11 +13,7 @@ pub const BS: u64 = 65536;
 
 /// Whether thin_restore is available; prints a notice when it is not.
 pub fn have_thin_restore() -> bool {
-    let ok = Command::new("thin_restore")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok = Command::new("thin_restore").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
         eprintln!("NOTICE: thin_restore (thin-provisioning-tools) not found: test skipped");
     }
@@ -61,12 +57,7 @@ impl Dev {
 /// The content of data block `d`: a 16-byte tag naming it, repeated.
 pub fn block_content(d: u64) -> Vec<u8> {
     let unit = format!("data{d:011} ");
-    unit.as_bytes()
-        .iter()
-        .copied()
-        .cycle()
-        .take(BS as usize)
-        .collect()
+    unit.as_bytes().iter().copied().cycle().take(BS as usize).collect()
 }
 
 /// The image of `dev`: each mapped thin block holds its data block's content, the rest zeros.
@@ -91,10 +82,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn dev(&self, id: u64) -> &Dev {
-        self.devs
-            .iter()
-            .find(|d| d.id == id)
-            .expect("device in spec")
+        self.devs.iter().find(|d| d.id == id).expect("device in spec")
     }
 }
 
@@ -124,9 +112,7 @@ fn xml(devs: &[Dev], nr_data_blocks: u64, time: u32, transaction: u64) -> String
                 }
             }
             if n == 1 {
-                s += &format!(
-                    "    <single_mapping origin_block=\"{o}\" data_block=\"{db}\" time=\"{t}\"/>\n"
-                );
+                s += &format!("    <single_mapping origin_block=\"{o}\" data_block=\"{db}\" time=\"{t}\"/>\n");
             } else {
                 s += &format!(
                     "    <range_mapping origin_begin=\"{o}\" data_begin=\"{db}\" length=\"{n}\" time=\"{t}\"/>\n"
@@ -142,17 +128,8 @@ fn xml(devs: &[Dev], nr_data_blocks: u64, time: u32, transaction: u64) -> String
 
 /// Writes the metadata (via thin_restore) and a data file holding every mapped data block.
 pub fn build(dir: &Path, devs: Vec<Dev>) -> Pool {
-    let max_data = devs
-        .iter()
-        .flat_map(|d| d.map.iter().map(|m| m.1 + 1))
-        .max()
-        .unwrap_or(1);
-    let time = devs
-        .iter()
-        .map(|d| d.creation_time.max(d.snap_time))
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let max_data = devs.iter().flat_map(|d| d.map.iter().map(|m| m.1 + 1)).max().unwrap_or(1);
+    let time = devs.iter().map(|d| d.creation_time.max(d.snap_time)).max().unwrap_or(0) + 1;
     let trans = devs.iter().map(|d| d.transaction).max().unwrap_or(0) + 1;
     let xml_path = dir.join("pool.xml");
     std::fs::write(&xml_path, xml(&devs, max_data + 16, time, trans)).unwrap();
@@ -160,29 +137,15 @@ pub fn build(dir: &Path, devs: Vec<Dev>) -> Pool {
     let f = std::fs::File::create(&meta).unwrap();
     f.set_len(8 << 20).unwrap();
     drop(f);
-    let out = Command::new("thin_restore")
-        .arg("-i")
-        .arg(&xml_path)
-        .arg("-o")
-        .arg(&meta)
-        .output()
-        .expect("run thin_restore");
-    assert!(
-        out.status.success(),
-        "thin_restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        Command::new("thin_restore").arg("-i").arg(&xml_path).arg("-o").arg(&meta).output().expect("run thin_restore");
+    assert!(out.status.success(), "thin_restore failed: {}", String::from_utf8_lossy(&out.stderr));
     let data = dir.join("data.img");
     let mut f = std::fs::File::create(&data).unwrap();
     for d in 0..max_data {
         f.write_all(&block_content(d)).unwrap();
     }
-    Pool {
-        dir: dir.to_path_buf(),
-        meta,
-        data,
-        devs,
-    }
+    Pool { dir: dir.to_path_buf(), meta, data, devs }
 }
 
 /// A chain of devices: 1 is random over `blocks` thin blocks, each next one a snapshot of the
@@ -223,11 +186,7 @@ pub fn chain(seed: u64, blocks: u64, n: usize) -> Vec<Dev> {
                 *c = None;
             }
         }
-        let map = cur
-            .iter()
-            .enumerate()
-            .filter_map(|(b, m)| m.map(|(d, t)| (b as u64, d, t)))
-            .collect();
+        let map = cur.iter().enumerate().filter_map(|(b, m)| m.map(|(d, t)| (b as u64, d, t))).collect();
         devs.push(Dev {
             id,
             transaction: i as u64,
@@ -260,12 +219,8 @@ pub fn run(args: &[&str], stdin: &[u8]) -> Output {
 
 /// `thinsend-native SEND_ARGS | thinsend-native RECV_ARGS` through an OS pipe.
 pub fn pipe(send_args: &[&str], recv_args: &[&str]) -> (Output, Output) {
-    let mut send = Command::new(BIN)
-        .args(send_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn send");
+    let mut send =
+        Command::new(BIN).args(send_args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn send");
     let recv = Command::new(BIN)
         .args(recv_args)
         .stdin(Stdio::from(send.stdout.take().unwrap()))
@@ -322,11 +277,7 @@ pub fn stream(pool: &Pool, id: u64, base: Option<u64>, extra: &[&str]) -> Vec<u8
 pub fn assert_image(path: &Path, want: &[u8], what: &str) {
     let got = std::fs::read(path).unwrap();
     if got.len() != want.len() {
-        panic!(
-            "{what}: image is {} bytes, expected {}",
-            got.len(),
-            want.len()
-        );
+        panic!("{what}: image is {} bytes, expected {}", got.len(), want.len());
     }
     if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
         panic!(
