@@ -627,17 +627,16 @@ impl Sink for Receiver<'_> {
         match &mut self.target {
             Target::File(t) => {
                 let f = t.temp()?;
-                f.sync_data().map_err(|e| t.temp_error(e))?;
                 let json = serde_json::to_vec(&state).unwrap_or_default();
-                let fd = f.as_raw_fd();
                 // LINBIT streams carry no identity: the state says so, and a later native
                 // incremental is refused rather than applied to an unknown base.
-                let xattr = sys::set_xattr(fd, XATTR, &json);
-                let use_sidecar = match xattr {
+                let use_sidecar = match sys::set_xattr(f.as_raw_fd(), XATTR, &json) {
                     Ok(()) => false,
                     Err(e) if sys::is_unsupported(&e) => true,
                     Err(e) => return Err(t.temp_error(e)),
                 };
+                // Data and the state attribute are durable before the rename makes them visible.
+                f.sync_all().map_err(|e| t.temp_error(e))?;
                 let Some((tmp, _)) = &t.temp else {
                     return Err(Error::Other("internal error: no temporary file".into()));
                 };
