@@ -2,7 +2,8 @@
 //! thin volumes as streams.
 //!
 //! Data flows one way: metadata device ([`block`]) -> validated btree nodes ([`btree`]) -> mappings
-//! ([`pool`], [`dump`], [`ls`]) -> ranges ([`diff`]) -> stream records -> receiver.
+//! ([`pool`], [`dump`], [`ls`]) -> ranges ([`diff`]) -> stream records ([`send`], [`stream`]) ->
+//! receiver ([`recv`]).
 
 pub mod block;
 pub mod btree;
@@ -12,10 +13,15 @@ pub mod cleanup;
 pub mod diff;
 pub mod dump;
 pub mod error;
+pub mod io;
 pub mod ls;
 pub mod lvm;
 pub mod pool;
+pub mod progress;
+pub mod recv;
+pub mod send;
 pub mod spacemap;
+pub mod stream;
 pub mod superblock;
 
 pub use error::{Error, Fault, Result};

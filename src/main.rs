@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use thinsend::diff::{self, output};
 use thinsend::superblock::Source;
-use thinsend::{check, dump, ls, pool::Pool, Error};
+use thinsend::{check, dump, io as sys, ls, pool::Pool, progress, recv, send, stream, Error};
 
 #[derive(Parser)]
 #[command(
@@ -110,6 +110,133 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Write a thin device (full) or the change from --base-id to it (incremental) as a stream on
+    /// stdout. Data is read from the pool's data device at each block's data address, so the
+    /// snapshot need not be active; --source reads the thin device itself instead.
+    Send {
+        /// Metadata device (e.g. /dev/mapper/vg-pool_tmeta) or image file.
+        #[arg(long, value_name = "META")]
+        metadata: PathBuf,
+        /// Read the held metadata snapshot instead of the live superblock (optionally at BLOCK).
+        #[arg(short = 'm', long = "metadata-snap", num_args = 0..=1, require_equals = true, default_missing_value = "0", value_name = "BLOCK")]
+        metadata_snap: Option<u64>,
+        /// The pool's data device or file.
+        #[arg(long, value_name = "POOL_DATA")]
+        data: Option<PathBuf>,
+        /// The thin device to send.
+        #[arg(long = "thin-id", value_name = "N")]
+        thin_id: u64,
+        /// Send only the change from this thin device (the base the receiver holds).
+        #[arg(long = "base-id", value_name = "B")]
+        base_id: Option<u64>,
+        /// native: checksummed, with identity (default); linbit: thin-send-recv 1.1 exactly.
+        #[arg(long = "stream-format", value_enum, default_value_t = StreamFormatArg::Native)]
+        stream_format: StreamFormatArg,
+        /// Read data from the thin device itself (e.g. /dev/vg/snap) instead of --data.
+        #[arg(long, value_name = "DEV")]
+        source: Option<PathBuf>,
+        /// Volume size in bytes (the metadata does not record it). Default: the size of --source,
+        /// else the end of the highest mapped block.
+        #[arg(long, value_name = "BYTES")]
+        size: Option<u64>,
+        /// Print the records that would be sent and the exact stream size; send nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Output of --dry-run.
+        #[arg(long, value_enum, default_value_t = TextJson::Text, requires = "dry_run")]
+        format: TextJson,
+        /// Write the stream even when stdout is a terminal.
+        #[arg(long = "allow-tty")]
+        allow_tty: bool,
+        #[command(flatten)]
+        progress: ProgressArgs,
+    },
+    /// Apply a stream from stdin to a file or block device. Files are replaced atomically; an
+    /// incremental stream is refused unless the target records its base.
+    Recv {
+        /// Target: a regular file (created if missing) or a block device.
+        #[arg(long, value_name = "PATH")]
+        to: PathBuf,
+        /// Apply an incremental stream to a target that does not record its base, or replace an
+        /// existing file with a full stream.
+        #[arg(long)]
+        force: bool,
+        #[arg(long = "accept-stream-format", value_enum, default_value_t = AcceptArg::Auto)]
+        accept: AcceptArg,
+        /// Accept empty input as an empty stream, as thin_recv does (default: an error).
+        #[arg(long = "allow-empty")]
+        allow_empty: bool,
+        /// Where a block device's received state is recorded (default:
+        /// $THINSEND_STATE_DIR or /var/lib/thinsend-native, one JSON file per target).
+        #[arg(long = "state-file", value_name = "FILE")]
+        state_file: Option<PathBuf>,
+        #[command(flatten)]
+        progress: ProgressArgs,
+    },
+    /// List a stream from stdin record by record, verifying every checksum and count; applies
+    /// nothing.
+    Inspect {
+        /// Only verify, and print the summary.
+        #[arg(long)]
+        verify: bool,
+        #[arg(long, value_enum, default_value_t = TextJson::Text)]
+        format: TextJson,
+        #[arg(long = "accept-stream-format", value_enum, default_value_t = AcceptArg::Auto)]
+        accept: AcceptArg,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ProgressArgs {
+    /// Show progress on stderr even when it is not a terminal.
+    #[arg(long, conflicts_with = "quiet")]
+    progress: bool,
+    /// No progress and no summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl ProgressArgs {
+    fn mode(&self) -> progress::Mode {
+        match (self.progress, self.quiet) {
+            (true, _) => progress::Mode::Always,
+            (_, true) => progress::Mode::Never,
+            _ => progress::Mode::Auto,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum StreamFormatArg {
+    Native,
+    Linbit,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum AcceptArg {
+    Auto,
+    Native,
+    #[value(name = "1.1")]
+    V11,
+    #[value(name = "1.0")]
+    V10,
+}
+
+impl AcceptArg {
+    fn accept(self) -> stream::Accept {
+        match self {
+            AcceptArg::Auto => stream::Accept::Auto,
+            AcceptArg::Native => stream::Accept::Native,
+            AcceptArg::V11 => stream::Accept::Linbit11,
+            AcceptArg::V10 => stream::Accept::Linbit10,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum TextJson {
+    Text,
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -193,6 +320,68 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             out.flush().map_err(|e| Error::io("<stdout>", e))?;
             return Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Cmd::Send {
+            metadata,
+            metadata_snap,
+            data,
+            thin_id,
+            base_id,
+            stream_format,
+            source,
+            size,
+            dry_run,
+            format,
+            allow_tty,
+            progress,
+        } => {
+            let meta = MetaArgs { metadata_snap, metadata };
+            let opts = send::Options {
+                thin_id,
+                base_id,
+                format: match stream_format {
+                    StreamFormatArg::Native => send::StreamFormat::Native,
+                    StreamFormatArg::Linbit => send::StreamFormat::Linbit,
+                },
+                data,
+                source,
+                size,
+                progress: progress.mode(),
+                copy: send::CopyMode::from_env(),
+                ..send::Options::default()
+            };
+            let pool = meta.open()?;
+            if dry_run {
+                send::dry_run(&pool, &opts, matches!(format, TextJson::Json), &mut out)?;
+            } else {
+                if sys::is_tty(1) && !allow_tty {
+                    return Err(Error::Usage(
+                        "not writing a data stream to a terminal: redirect stdout (or --allow-tty)".into(),
+                    ));
+                }
+                drop(out);
+                send::send(&pool, &opts, 1)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        Cmd::Recv { to, force, accept, allow_empty, state_file, progress } => {
+            if sys::is_tty(0) {
+                return Err(Error::Usage("expecting a data stream on stdin, which is a terminal".into()));
+            }
+            let opts = recv::Options {
+                to,
+                force,
+                read: stream::ReadOptions { accept: accept.accept(), allow_empty },
+                progress: progress.mode(),
+                state_file,
+            };
+            recv::recv(0, &opts)?;
+        }
+        Cmd::Inspect { verify, format, accept } => {
+            let opts = stream::ReadOptions { accept: accept.accept(), allow_empty: false };
+            let r = stream::inspect::inspect(0, &opts, matches!(format, TextJson::Json), verify, &mut out);
+            out.flush().map_err(|e| Error::io("<stdout>", e))?;
+            r?;
         }
     }
     out.flush().map_err(|e| Error::io("<stdout>", e))?;
