@@ -331,77 +331,13 @@ fn data_file_holds_each_blocks_last_write() {
     assert_eq!(fill_of(3, 1).write, 14);
 }
 
-/// A random scenario of every operation, reproducible from its seed.
-fn random_spec(seed: u64) -> String {
-    let mut rng = Rng::new(seed);
-    let mut s = format!("pool data_block_size=128 nr_data_blocks=250000 seed={seed}\n");
-    let mut devs: Vec<u64> = Vec::new();
-    let mut next_id = 1;
-    let mut held = false;
-    for _ in 0..30 {
-        let pick = |rng: &mut Rng, devs: &Vec<u64>| devs[rng.below(devs.len() as u64) as usize];
-        match rng.below(12) {
-            _ if devs.is_empty() => {
-                writeln!(s, "create {next_id}").unwrap();
-                devs.push(next_id);
-                next_id += 1;
-            }
-            0 if devs.len() < 6 => {
-                writeln!(s, "create {next_id}").unwrap();
-                devs.push(next_id);
-                next_id += 1;
-            }
-            1 | 2 if devs.len() < 8 => {
-                writeln!(s, "snap {next_id} of {}", pick(&mut rng, &devs)).unwrap();
-                devs.push(next_id);
-                next_id += 1;
-            }
-            3 | 4 => {
-                let (start, len) = (rng.below(60_000), rng.between(1, 3000));
-                writeln!(s, "write {} {start}+{len}", pick(&mut rng, &devs)).unwrap();
-            }
-            5 | 6 => {
-                let count = rng.between(1, 3000);
-                let run = rng.between(1, 64);
-                writeln!(s, "write {} random count={count} run=1..{run} within=0+70000", pick(&mut rng, &devs))
-                    .unwrap();
-            }
-            7 => {
-                let (start, len) = (rng.below(60_000), rng.between(1, 20_000));
-                writeln!(s, "discard {} {start}+{len}", pick(&mut rng, &devs)).unwrap();
-            }
-            8 => {
-                let count = rng.between(1, 5000);
-                writeln!(s, "discard {} random count={count} run=1..100 within=0+70000", pick(&mut rng, &devs))
-                    .unwrap();
-            }
-            9 if devs.len() > 1 => {
-                let i = rng.below(devs.len() as u64) as usize;
-                writeln!(s, "delete {}", devs.remove(i)).unwrap();
-            }
-            10 => {
-                writeln!(s, "{}", if held { "release_metadata_snap" } else { "reserve_metadata_snap" }).unwrap();
-                held = !held;
-            }
-            _ => {
-                if rng.chance(50) {
-                    writeln!(s, "commit").unwrap();
-                } else {
-                    writeln!(s, "transaction {}", rng.below(1000)).unwrap();
-                }
-            }
-        }
-    }
-    s
-}
-
 #[test]
 fn random_scenarios_give_valid_images() {
     let base: u64 = std::env::var("MKMETA_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20_261_124);
     let dir = tempfile::tempdir().unwrap();
     for i in 0..6 {
         let seed = base + i;
-        let spec = random_spec(seed);
+        let spec = random_spec(seed, 30);
         let ctx = format!("random scenario seed {seed} (rerun with MKMETA_TEST_SEED={seed}); spec:\n{spec}");
         let img = dir.path().join(format!("r{seed}.img"));
         let opts = mkmeta::generate::Options::default();

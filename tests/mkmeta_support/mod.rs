@@ -2,10 +2,12 @@
 //! and the one assertion every image must pass.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
 
+use mkmeta::rng::Rng;
 use thinsend::superblock::{self, SUPERBLOCK_LOCATION};
 
 pub fn repo() -> PathBuf {
@@ -126,4 +128,68 @@ pub fn generate(dir: &Path, name: &str, spec: &str, seed: Option<u64>) -> (PathB
     let opts = mkmeta::generate::Options { seed, ..Default::default() };
     let o = mkmeta::generate::generate_str(spec, name, &img, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
     (img, o)
+}
+
+/// A random scenario of every operation, reproducible from its seed.
+pub fn random_spec(seed: u64, ops: usize) -> String {
+    let mut rng = Rng::new(seed);
+    let mut s = format!("pool data_block_size=128 nr_data_blocks=250000 seed={seed}\n");
+    let mut devs: Vec<u64> = Vec::new();
+    let mut next_id = 1;
+    let mut held = false;
+    for _ in 0..ops {
+        let pick = |rng: &mut Rng, devs: &Vec<u64>| devs[rng.below(devs.len() as u64) as usize];
+        match rng.below(12) {
+            _ if devs.is_empty() => {
+                writeln!(s, "create {next_id}").unwrap();
+                devs.push(next_id);
+                next_id += 1;
+            }
+            0 if devs.len() < 6 => {
+                writeln!(s, "create {next_id}").unwrap();
+                devs.push(next_id);
+                next_id += 1;
+            }
+            1 | 2 if devs.len() < 8 => {
+                writeln!(s, "snap {next_id} of {}", pick(&mut rng, &devs)).unwrap();
+                devs.push(next_id);
+                next_id += 1;
+            }
+            3 | 4 => {
+                let (start, len) = (rng.below(60_000), rng.between(1, 3000));
+                writeln!(s, "write {} {start}+{len}", pick(&mut rng, &devs)).unwrap();
+            }
+            5 | 6 => {
+                let count = rng.between(1, 3000);
+                let run = rng.between(1, 64);
+                writeln!(s, "write {} random count={count} run=1..{run} within=0+70000", pick(&mut rng, &devs))
+                    .unwrap();
+            }
+            7 => {
+                let (start, len) = (rng.below(60_000), rng.between(1, 20_000));
+                writeln!(s, "discard {} {start}+{len}", pick(&mut rng, &devs)).unwrap();
+            }
+            8 => {
+                let count = rng.between(1, 5000);
+                writeln!(s, "discard {} random count={count} run=1..100 within=0+70000", pick(&mut rng, &devs))
+                    .unwrap();
+            }
+            9 if devs.len() > 1 => {
+                let i = rng.below(devs.len() as u64) as usize;
+                writeln!(s, "delete {}", devs.remove(i)).unwrap();
+            }
+            10 => {
+                writeln!(s, "{}", if held { "release_metadata_snap" } else { "reserve_metadata_snap" }).unwrap();
+                held = !held;
+            }
+            _ => {
+                if rng.chance(50) {
+                    writeln!(s, "commit").unwrap();
+                } else {
+                    writeln!(s, "transaction {}", rng.below(1000)).unwrap();
+                }
+            }
+        }
+    }
+    s
 }
