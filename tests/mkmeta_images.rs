@@ -11,7 +11,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use mkmeta::data::{block_content, expected_device, parse_fill};
-use mkmeta::rng::Rng;
 use mkmeta_support::*;
 use thinsend::block::MetadataDev;
 use thinsend::btree::mapping::{mappings, BlockTime};
