@@ -729,3 +729,54 @@ pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
         }
     }
 }
+
+/// A block-device receiver usable as a [`Sink`] by a caller that picks the device itself (the LVM
+/// receiver, which knows its target only once the stream's header is read).
+pub struct BlockSink<'o>(Receiver<'o>);
+
+impl<'o> BlockSink<'o> {
+    pub fn open(path: &Path, opts: &'o Options) -> Result<Self> {
+        let target = Target::Block(BlockTarget::open(path, opts.state_file.as_deref())?);
+        Ok(BlockSink(Receiver { opts, target, start: None, progress: Progress::new(opts.progress, "received", None) }))
+    }
+
+    pub fn finish_progress(&mut self, summary: &Summary, what: &str) {
+        let secs = self.0.progress.elapsed();
+        self.0.progress.finish(&format!(
+            "received {} ({} records: {} DATA, {} UNMAP) into {what} in {:.1}s, {}/s",
+            human(summary.stream_bytes as f64),
+            summary.records,
+            summary.data_records,
+            summary.unmap_records,
+            secs,
+            human(summary.stream_bytes as f64 / secs.max(1e-6))
+        ));
+    }
+}
+
+impl Sink for BlockSink<'_> {
+    fn start(&mut self, start: &Start) -> Result<()> {
+        self.0.start(start)
+    }
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.0.data(offset, bytes)
+    }
+    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        self.0.splice_target(offset, len)
+    }
+    fn spliced(&mut self, offset: u64, len: u64) {
+        self.0.spliced(offset, len)
+    }
+    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.0.unmap(offset, len)
+    }
+    fn record(&mut self, rec: &stream::Located) -> Result<()> {
+        self.0.record(rec)
+    }
+    fn finish(&mut self, summary: &Summary) -> Result<()> {
+        self.0.finish(summary)
+    }
+    fn warn(&mut self, msg: &str) {
+        self.0.warn(msg)
+    }
+}

@@ -257,6 +257,14 @@ pub struct Plan<'a> {
     record_size: u64,
     /// Native only.
     volume_size: u64,
+    /// The steps, walked once by [`Plan::record`] so that later passes need no metadata.
+    recorded: Option<Recorded>,
+}
+
+/// A plan's steps held in memory: the data-contiguous pieces and (LINBIT) the chunks over them.
+struct Recorded {
+    pieces: Vec<Step>,
+    chunks: Vec<Step>,
 }
 
 /// The highest thin block `d` maps, found by following the last child down the mapping tree (a few
@@ -293,7 +301,7 @@ impl<'a> Plan<'a> {
         }
         let g = Geometry { bs: pool.superblock().data_block_bytes(), from_thin: opts.source.is_some() };
         let record_size = (opts.record_size.clamp(4096, native::MAX_PAYLOAD) / 4096) * 4096;
-        let mut plan = Plan { pool, left, right, g, format: opts.format, record_size, volume_size: 0 };
+        let mut plan = Plan { pool, left, right, g, format: opts.format, record_size, volume_size: 0, recorded: None };
         // The highest byte the device maps: every DATA must fit in the volume.
         let mapped_end = match last_mapped_block(pool, &right)? {
             Some(b) => bytes(b.saturating_add(1), g.bs, "thin")?,
@@ -332,6 +340,32 @@ impl<'a> Plan<'a> {
         self.left.is_some()
     }
 
+    /// Walks the metadata once and keeps the steps, so the metadata (a held metadata snapshot) can be
+    /// released before any data moves. Memory grows with the number of ranges, not of mappings.
+    pub fn record(&mut self) -> Result<()> {
+        let pieces = self.piece_steps().collect::<Result<Vec<_>>>()?;
+        let chunks = match self.format {
+            StreamFormat::Linbit => self.chunk_steps().collect::<Result<Vec<_>>>()?,
+            StreamFormat::Native => Vec::new(),
+        };
+        self.recorded = Some(Recorded { pieces, chunks });
+        Ok(())
+    }
+
+    fn piece_steps(&self) -> Steps<'_> {
+        match &self.recorded {
+            Some(r) => Box::new(r.pieces.iter().copied().map(Ok)),
+            None => pieces(self.pool, self.left.as_ref(), &self.right, self.g),
+        }
+    }
+
+    fn chunk_steps(&self) -> Steps<'_> {
+        match &self.recorded {
+            Some(r) => Box::new(r.chunks.iter().copied().map(Ok)),
+            None => linbit_chunks(self.pool, self.left.as_ref(), &self.right, self.g),
+        }
+    }
+
     fn walk(&self, e: &mut dyn Emit) -> Result<()> {
         match self.format {
             StreamFormat::Native => self.walk_native(e),
@@ -342,7 +376,7 @@ impl<'a> Plan<'a> {
     fn walk_native(&self, e: &mut dyn Emit) -> Result<()> {
         let rs = self.record_size;
         let vs = self.volume_size;
-        let steps = merged(pieces(self.pool, self.left.as_ref(), &self.right, self.g));
+        let steps = merged(self.piece_steps());
         for step in steps {
             match step? {
                 Step::Data { offset, len, src } => {
@@ -369,8 +403,8 @@ impl<'a> Plan<'a> {
     }
 
     fn walk_linbit(&self, e: &mut dyn Emit) -> Result<()> {
-        let chunks = linbit_chunks(self.pool, self.left.as_ref(), &self.right, self.g);
-        let mut pieces = pieces(self.pool, self.left.as_ref(), &self.right, self.g);
+        let chunks = self.chunk_steps();
+        let mut pieces = self.piece_steps();
         for c in chunks {
             let (offset, len, data) = match c? {
                 Step::Data { offset, len, .. } => (offset, len, true),
@@ -1013,11 +1047,24 @@ pub fn send(pool: &Pool, opts: &Options, out: RawFd) -> Result<Totals> {
     };
     let source_size = if from_thin { Some(size_of(&path)?) } else { None };
     let plan = Plan::new(pool, opts, source_size)?;
+    send_plan(&plan, opts, &path, what, from_thin, out)
+}
+
+/// Sends a plan (recorded or not), reading data from `path` (the thin device when `from_thin`, else
+/// the pool's data device).
+pub fn send_plan(
+    plan: &Plan<'_>,
+    opts: &Options,
+    path: &Path,
+    what: &'static str,
+    from_thin: bool,
+    out: RawFd,
+) -> Result<Totals> {
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
     let totals = plan.totals(Some(&mut header))?;
-    let src = Source::open(&path, what, plan.g.bs, from_thin)?;
-    let ahead = pieces(pool, plan.left.as_ref(), &plan.right, plan.g);
+    let src = Source::open(path, what, plan.g.bs, from_thin)?;
+    let ahead = plan.piece_steps();
     let mut sender = Sender {
         out: Out::new(out),
         src: &src,
