@@ -12,6 +12,10 @@ pub enum Fault {
     BlockNumber { kind: &'static str, found: u64, expected: u64 },
     #[error("block is past the end of the metadata device ({nr_blocks} blocks)")]
     OutOfRange { nr_blocks: u64 },
+    #[error("child pointer {child} is past the end of the metadata device ({nr_blocks} blocks)")]
+    PointerPastEnd { child: u64, nr_blocks: u64 },
+    #[error("child pointer {child} points back to an ancestor node (pointer cycle)")]
+    Cycle { child: u64 },
     #[error("bad btree node flags {0:#x}")]
     NodeFlags(u32),
     #[error("btree node max_entries {max} too large for value size {value_size}")]
