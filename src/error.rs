@@ -36,7 +36,7 @@ pub enum Fault {
     Depth { depth: u32, leaf_depth: u32, what: &'static str },
     #[error("btree deeper than {0} levels (pointer cycle?)")]
     TooDeep(u32),
-    #[error("empty non-root btree node")]
+    #[error("empty btree node (only the root leaf of an empty tree may be empty)")]
     EmptyInternal,
     #[error("bad superblock magic {0:#x} (not dm-thin metadata)")]
     Magic(u64),
