@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn block_time_packing_matches_the_kernel() {
-        assert_eq!(BlockTime::from_raw(0x0000_0190_0000_0001), BlockTime { data_block: 400, time: 1 });
+        assert_eq!(BlockTime::from_raw(0x0000_0001_9000_0001), BlockTime { data_block: 400, time: 1 });
         assert_eq!(BlockTime { data_block: 100, time: 0 }.raw().to_le_bytes(), [0, 0, 0, 0x64, 0, 0, 0, 0]);
     }
 }
