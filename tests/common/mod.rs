@@ -43,6 +43,43 @@ pub fn run<S: AsRef<OsStr>>(prog: impl AsRef<OsStr>, args: &[S]) -> Out {
     Out { status: o.status, stdout: o.stdout, stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
 }
 
+/// Like [`run`], but kills the command and fails the test if it runs longer than `limit`.
+pub fn run_limited<S: AsRef<OsStr>>(prog: impl AsRef<OsStr>, args: &[S], limit: std::time::Duration) -> Out {
+    use std::io::Read;
+    let prog = prog.as_ref();
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {prog:?}: {e}"));
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{prog:?} still running after {limit:?}: hang?");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    Out { status, stdout: out.join().unwrap(), stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned() }
+}
+
 /// Runs `thinsend-native args...`.
 pub fn thinsend<S: AsRef<OsStr>>(args: &[S]) -> Out {
     run(bin(), args)
