@@ -181,15 +181,18 @@ pub fn human(bytes: u64) -> String {
 }
 
 fn value(row: &Row, f: Field, sectors_per_block: u64) -> String {
-    let bytes = |blocks: u64| blocks * sectors_per_block * 512;
+    // Counts come from the details tree as recorded; like thin_ls's u64 arithmetic, wrap rather than
+    // panic on absurd ones.
+    let sectors = |blocks: u64| blocks.wrapping_mul(sectors_per_block);
+    let bytes = |blocks: u64| sectors(blocks).wrapping_mul(512);
     match f {
         Field::Dev => row.dev.to_string(),
         Field::MappedBlocks => row.mapped_blocks.to_string(),
         Field::ExclusiveBlocks => row.exclusive_blocks.to_string(),
         Field::SharedBlocks => row.shared_blocks.to_string(),
-        Field::MappedSectors => (row.mapped_blocks * sectors_per_block).to_string(),
-        Field::ExclusiveSectors => (row.exclusive_blocks * sectors_per_block).to_string(),
-        Field::SharedSectors => (row.shared_blocks * sectors_per_block).to_string(),
+        Field::MappedSectors => sectors(row.mapped_blocks).to_string(),
+        Field::ExclusiveSectors => sectors(row.exclusive_blocks).to_string(),
+        Field::SharedSectors => sectors(row.shared_blocks).to_string(),
         Field::MappedBytes => bytes(row.mapped_blocks).to_string(),
         Field::ExclusiveBytes => bytes(row.exclusive_blocks).to_string(),
         Field::SharedBytes => bytes(row.shared_blocks).to_string(),
@@ -231,9 +234,9 @@ pub fn write_json(pool: &Pool, rows: &[Row], out: &mut dyn Write) -> Result<()> 
                 "mapped_blocks": r.mapped_blocks,
                 "exclusive_blocks": r.exclusive_blocks,
                 "shared_blocks": r.shared_blocks,
-                "mapped_bytes": r.mapped_blocks * spb * 512,
-                "exclusive_bytes": r.exclusive_blocks * spb * 512,
-                "shared_bytes": r.shared_blocks * spb * 512,
+                "mapped_bytes": r.mapped_blocks.wrapping_mul(spb * 512),
+                "exclusive_bytes": r.exclusive_blocks.wrapping_mul(spb * 512),
+                "shared_bytes": r.shared_blocks.wrapping_mul(spb * 512),
                 "data_block_size_sectors": spb,
                 "transaction": r.transaction,
                 "create_time": r.create_time,
