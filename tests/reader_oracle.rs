@@ -383,6 +383,7 @@ fn kernel_images_match() {
         .filter(|p| p.to_string_lossy().ends_with(".tmeta.gz"))
         .collect();
     paths.sort();
+    assert!(!paths.is_empty(), "no images in {}", dir.display());
     for p in paths {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap()), &mut bytes)
@@ -390,6 +391,7 @@ fn kernel_images_match() {
         let held = le64(&bytes, 0, sb::HELD_ROOT);
         let img = Image::from_bytes(&bytes);
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        eprintln!("{name}: held root {held}");
         check_image(&name, img.path(), &mut rng, (held != 0).then_some(held));
     }
 }
