@@ -15,6 +15,7 @@ pub const BLOCK_SIZE: usize = 4096;
 enum Backing {
     Map(memmap2::Mmap),
     Pread(File),
+    Mem(Vec<u8>),
 }
 
 /// A read-only metadata device or image file.
@@ -58,6 +59,19 @@ impl MetadataDev {
         Ok(MetadataDev { path, backing, nr_blocks: len / BLOCK_SIZE as u64 })
     }
 
+    /// An image held in memory (tests, fuzzing); `name` stands for the path in messages.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        let path = name.into();
+        let len = bytes.len();
+        if len < BLOCK_SIZE {
+            return Err(Error::Metadata {
+                path,
+                what: format!("too small to hold thin metadata ({len} bytes, need at least one 4096-byte block)"),
+            });
+        }
+        Ok(MetadataDev { path, backing: Backing::Mem(bytes), nr_blocks: (len / BLOCK_SIZE) as u64 })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -74,6 +88,7 @@ impl MetadataDev {
         let off = b as usize * BLOCK_SIZE;
         match &self.backing {
             Backing::Map(m) => Ok(Cow::Borrowed(&m[off..off + BLOCK_SIZE])),
+            Backing::Mem(v) => Ok(Cow::Borrowed(&v[off..off + BLOCK_SIZE])),
             Backing::Pread(f) => {
                 let mut buf = vec![0u8; BLOCK_SIZE];
                 f.read_exact_at(&mut buf, off as u64).map_err(|e| Error::io(&self.path, e))?;

@@ -12,6 +12,10 @@ pub enum Fault {
     BlockNumber { kind: &'static str, found: u64, expected: u64 },
     #[error("block is past the end of the metadata device ({nr_blocks} blocks)")]
     OutOfRange { nr_blocks: u64 },
+    #[error("child pointer {child} is past the end of the metadata device ({nr_blocks} blocks)")]
+    PointerPastEnd { child: u64, nr_blocks: u64 },
+    #[error("child pointer {child} points back to an ancestor node (pointer cycle)")]
+    Cycle { child: u64 },
     #[error("bad btree node flags {0:#x}")]
     NodeFlags(u32),
     #[error("btree node max_entries {max} too large for value size {value_size}")]
@@ -32,7 +36,7 @@ pub enum Fault {
     Depth { depth: u32, leaf_depth: u32, what: &'static str },
     #[error("btree deeper than {0} levels (pointer cycle?)")]
     TooDeep(u32),
-    #[error("empty non-root btree node")]
+    #[error("empty btree node (only the root leaf of an empty tree may be empty)")]
     EmptyInternal,
     #[error("bad superblock magic {0:#x} (not dm-thin metadata)")]
     Magic(u64),

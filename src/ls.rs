@@ -69,61 +69,89 @@ pub fn parse_fields(s: &str) -> Result<Vec<Field>> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
     pub dev: u64,
+    /// As the device details record it (thin_ls prints this, not a count of the mappings).
     pub mapped_blocks: u64,
+    /// Mappings whose data block no other mapping uses.
     pub exclusive_blocks: u64,
+    /// `mapped_blocks - exclusive_blocks` (0 rather than thin_ls's crash when the details undercount).
     pub shared_blocks: u64,
     pub transaction: u64,
     pub create_time: u32,
     pub snap_time: u32,
 }
 
-/// Saturating 2-bit use counts (0, 1, 2 = "two or more") per data block.
+/// Blocks per chunk of [`UseCounts`]: 2 bits each in 256 words.
+const CHUNK_BLOCKS: u64 = 256 * 32;
+
+/// Saturating 2-bit use counts (0, 1, 2 = "two or more") per data block, in chunks allocated on
+/// first use: memory follows the blocks actually mapped, not a data-device size or a data block
+/// number read from (possibly corrupt) metadata.
+#[derive(Default)]
 struct UseCounts {
-    bits: Vec<u64>,
+    chunks: Vec<[u64; 256]>,
+    index: std::collections::HashMap<u64, usize>,
+    /// The chunk used last: runs of mappings mostly stay in one chunk.
+    last: Option<(u64, usize)>,
 }
 
 impl UseCounts {
-    fn new(nr_blocks: u64) -> Self {
-        UseCounts { bits: vec![0; (nr_blocks as usize).div_ceil(32)] }
+    fn chunk(&mut self, b: u64) -> &mut [u64; 256] {
+        let c = b / CHUNK_BLOCKS;
+        let i = match self.last {
+            Some((lc, li)) if lc == c => li,
+            _ => {
+                let n = self.chunks.len();
+                let i = *self.index.entry(c).or_insert(n);
+                if i == n {
+                    self.chunks.push([0; 256]);
+                }
+                self.last = Some((c, i));
+                i
+            }
+        };
+        &mut self.chunks[i]
     }
-    fn get(&self, b: u64) -> u64 {
-        let (w, s) = ((b / 32) as usize, (b % 32) * 2);
-        self.bits.get(w).map_or(0, |x| (x >> s) & 3)
+
+    fn slot(b: u64) -> (usize, u64) {
+        let o = b % CHUNK_BLOCKS;
+        ((o / 32) as usize, (o % 32) * 2)
     }
+
+    fn get(&mut self, b: u64) -> u64 {
+        let (w, s) = Self::slot(b);
+        (self.chunk(b)[w] >> s) & 3
+    }
+
     fn inc(&mut self, b: u64) {
-        let (w, s) = ((b / 32) as usize, (b % 32) * 2);
-        if w >= self.bits.len() {
-            self.bits.resize((w + 1).next_power_of_two(), 0);
-        }
-        let c = (self.bits[w] >> s) & 3;
-        if c < 2 {
-            self.bits[w] += 1 << s;
+        let (w, s) = Self::slot(b);
+        let word = &mut self.chunk(b)[w];
+        if (*word >> s) & 3 < 2 {
+            *word += 1 << s;
         }
     }
 }
 
+/// One row per device. Like thin_ls, walks every device's tree in full, so blocks of a subtree two
+/// devices share count as used twice (shared), as do blocks two leaves map.
 pub fn rows(pool: &Pool) -> Result<Vec<Row>> {
-    let mut uses = UseCounts::new(pool.sb.live.data_sm.nr_blocks.max(pool.nr_data_blocks()));
-    let mut mapped = Vec::with_capacity(pool.devices.len());
+    let mut uses = UseCounts::default();
     for d in &pool.devices {
-        let mut n = 0u64;
         for m in mappings(&pool.dev, d.root) {
             uses.inc(m?.1.data_block);
-            n += 1;
         }
-        mapped.push(n);
     }
     let mut out = Vec::with_capacity(pool.devices.len());
-    for (d, mapped_blocks) in pool.devices.iter().zip(mapped) {
+    for d in &pool.devices {
         let mut exclusive = 0u64;
         for m in mappings(&pool.dev, d.root) {
             exclusive += (uses.get(m?.1.data_block) == 1) as u64;
         }
+        let mapped_blocks = d.details.mapped_blocks;
         out.push(Row {
             dev: d.id,
             mapped_blocks,
             exclusive_blocks: exclusive,
-            shared_blocks: mapped_blocks - exclusive,
+            shared_blocks: mapped_blocks.saturating_sub(exclusive),
             transaction: d.details.transaction_id,
             create_time: d.details.creation_time,
             snap_time: d.details.snapshotted_time,
@@ -132,31 +160,39 @@ pub fn rows(pool: &Pool) -> Result<Vec<Row>> {
     Ok(out)
 }
 
-/// thin_ls's human size: the largest binary unit in which the rounded value is at least 10.
+/// thin_ls's human size. Fitted to thin_ls 0.9.0's output (its formula is not documented): the unit
+/// is the largest in which the size is over 8192 of the next smaller unit (8192KiB, then 8MiB from
+/// 8193KiB; 8192GiB, then 8TiB from 8193GiB); the figure is rounded half up below 1024 and rounded
+/// down from 1024 (8.5MiB -> 9MiB, 1023.5MiB -> 1024MiB, but 1024.9MiB -> 1024MiB).
 pub fn human(bytes: u64) -> String {
     if bytes == 0 {
         return "0".into();
     }
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    for (i, u) in UNITS.iter().enumerate().rev() {
-        let v = (bytes as f64 / (1u64 << (10 * (i + 1))) as f64).round();
-        if v >= 10.0 {
-            return format!("{}{u}", v as u64);
-        }
+    let bytes = bytes as u128;
+    let mut i = 0;
+    while i + 1 < UNITS.len() && bytes >> (10 * (i + 1)) > 8192 {
+        i += 1;
     }
-    format!("{}KiB", (bytes as f64 / 1024.0).round() as u64)
+    let unit = 1u128 << (10 * (i + 1));
+    let (q, r) = (bytes / unit, bytes % unit);
+    let v = if q < 1024 && 2 * r >= unit { q + 1 } else { q };
+    format!("{v}{}", UNITS[i])
 }
 
 fn value(row: &Row, f: Field, sectors_per_block: u64) -> String {
-    let bytes = |blocks: u64| blocks * sectors_per_block * 512;
+    // Counts come from the details tree as recorded; like thin_ls's u64 arithmetic, wrap rather than
+    // panic on absurd ones.
+    let sectors = |blocks: u64| blocks.wrapping_mul(sectors_per_block);
+    let bytes = |blocks: u64| sectors(blocks).wrapping_mul(512);
     match f {
         Field::Dev => row.dev.to_string(),
         Field::MappedBlocks => row.mapped_blocks.to_string(),
         Field::ExclusiveBlocks => row.exclusive_blocks.to_string(),
         Field::SharedBlocks => row.shared_blocks.to_string(),
-        Field::MappedSectors => (row.mapped_blocks * sectors_per_block).to_string(),
-        Field::ExclusiveSectors => (row.exclusive_blocks * sectors_per_block).to_string(),
-        Field::SharedSectors => (row.shared_blocks * sectors_per_block).to_string(),
+        Field::MappedSectors => sectors(row.mapped_blocks).to_string(),
+        Field::ExclusiveSectors => sectors(row.exclusive_blocks).to_string(),
+        Field::SharedSectors => sectors(row.shared_blocks).to_string(),
         Field::MappedBytes => bytes(row.mapped_blocks).to_string(),
         Field::ExclusiveBytes => bytes(row.exclusive_blocks).to_string(),
         Field::SharedBytes => bytes(row.shared_blocks).to_string(),
@@ -198,9 +234,9 @@ pub fn write_json(pool: &Pool, rows: &[Row], out: &mut dyn Write) -> Result<()> 
                 "mapped_blocks": r.mapped_blocks,
                 "exclusive_blocks": r.exclusive_blocks,
                 "shared_blocks": r.shared_blocks,
-                "mapped_bytes": r.mapped_blocks * spb * 512,
-                "exclusive_bytes": r.exclusive_blocks * spb * 512,
-                "shared_bytes": r.shared_blocks * spb * 512,
+                "mapped_bytes": r.mapped_blocks.wrapping_mul(spb * 512),
+                "exclusive_bytes": r.exclusive_blocks.wrapping_mul(spb * 512),
+                "shared_bytes": r.shared_blocks.wrapping_mul(spb * 512),
                 "data_block_size_sectors": spb,
                 "transaction": r.transaction,
                 "create_time": r.create_time,
@@ -210,4 +246,39 @@ pub fn write_json(pool: &Pool, rows: &[Row], out: &mut dyn Write) -> Result<()> 
         .collect();
     let s = serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?;
     writeln!(out, "{s}").map_err(|e| Error::io("<stdout>", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes_match_thin_ls() {
+        const K: u64 = 1024;
+        const M: u64 = K * K;
+        const G: u64 = M * K;
+        for (bytes, s) in [
+            (0, "0"),
+            (64 * K, "64KiB"),
+            (8 * M, "8192KiB"),
+            (8 * M + K, "8MiB"),
+            (8 * M + M / 2 - 64 * K, "8MiB"),
+            (8 * M + M / 2, "9MiB"),
+            (99 * M + M / 2, "100MiB"),
+            (100 * M + M / 2, "101MiB"),
+            (1023 * M + M / 2, "1024MiB"),
+            (1024 * M + M / 2, "1024MiB"),
+            (1024 * M + 15 * M / 16, "1024MiB"),
+            (2047 * M + 15 * M / 16, "2047MiB"),
+            (8 * G, "8192MiB"),
+            (8 * G + G / 2, "9GiB"),
+            (8192 * G, "8192GiB"),
+            (8192 * G + G / 2, "8192GiB"),
+            (8193 * G, "8TiB"),
+            (8 * 1024 * G + 512 * G, "9TiB"),
+            (10299 * G, "10TiB"),
+        ] {
+            assert_eq!(human(bytes), s, "{bytes} bytes");
+        }
+    }
 }

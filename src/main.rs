@@ -52,7 +52,8 @@ enum Cmd {
     Dump {
         #[command(flatten)]
         meta: MetaArgs,
-        /// Only this device (repeatable).
+        /// Only this device (repeatable). Devices are printed in id order whatever the order of the
+        /// flags; an id the pool doesn't have selects nothing and is not an error (as in thin_dump).
         #[arg(long = "dev-id", value_name = "N")]
         dev_id: Vec<u64>,
         /// Devices only, no mappings.

@@ -143,6 +143,11 @@ impl Superblock {
 
 /// Reads and validates the superblock at `location` (0, or a held root).
 pub fn read_at(dev: &MetadataDev, location: u64) -> Result<Superblock> {
+    // The magic first: a file that isn't thin metadata at all is better told so than given a checksum.
+    let magic = LE::read_u64(&dev.raw(location)?[32..]);
+    if magic != MAGIC {
+        return Err(dev.fault(location, Fault::Magic(magic)));
+    }
     let b = dev.read(location, BlockKind::Superblock)?;
     Superblock::unpack(&b).map_err(|f| dev.fault(location, f))
 }

@@ -88,24 +88,21 @@ impl<'a> Cursor<'a> {
 
 /// The depth of a tree's leaves (0 = the root is a leaf), from its leftmost path, and blocks read.
 pub fn leaf_depth(dev: &MetadataDev, root: u64, leaf_value_size: usize) -> Result<(usize, u64)> {
-    {
-        let mut depth = 0;
-        let mut block = root;
-        let mut reads = 0;
-        loop {
-            let node = read_node(dev, block, leaf_value_size, depth == 0)?;
-            reads += 1;
-            if node.is_leaf {
-                break;
-            }
-            depth += 1;
-            if depth > MAX_DEPTH {
-                return Err(dev.fault(block, Fault::TooDeep(MAX_DEPTH as u32)));
-            }
-            block = node.child(0);
+    let mut path: Vec<u64> = Vec::new();
+    let mut block = root;
+    loop {
+        let node = read_node(dev, block, leaf_value_size, path.is_empty())?;
+        if node.is_leaf {
+            break;
         }
-        Ok((depth, reads))
+        path.push(block);
+        if path.len() > MAX_DEPTH {
+            return Err(dev.fault(block, Fault::TooDeep(MAX_DEPTH as u32)));
+        }
+        block = node.child(0);
+        check_pointer(dev, *path.last().expect("pushed"), path.iter().copied(), block)?;
     }
+    Ok((path.len(), path.len() as u64 + 1))
 }
 
 impl<'a> Cursor<'a> {
@@ -180,6 +177,9 @@ impl<'a> Cursor<'a> {
             let hi = if i + 1 < top.node.len() { Some(top.node.key(i + 1)) } else { top.hi };
             (top.node.child(i), top.node.key(i), hi, depth)
         };
+        if let Some(parent) = self.stack.last() {
+            check_pointer(self.dev, parent.node.block, self.stack.iter().map(|f| f.node.block), block)?;
+        }
         let node = read_node(self.dev, block, self.leaf_value_size, depth == 0)?;
         self.reads += 1;
         if depth > 0 {
@@ -220,6 +220,19 @@ impl<'a> Cursor<'a> {
         let top = self.stack.pop()?;
         Some(top.node)
     }
+}
+
+/// Checks a child pointer of `parent` before it is followed: it must be inside the device and must not
+/// lead back to a node on the path from the root (`ancestors`, `parent` included). The error names
+/// the parent, where the bad pointer is.
+fn check_pointer(dev: &MetadataDev, parent: u64, mut ancestors: impl Iterator<Item = u64>, child: u64) -> Result<()> {
+    if child >= dev.nr_blocks() {
+        return Err(dev.fault(parent, Fault::PointerPastEnd { child, nr_blocks: dev.nr_blocks() }));
+    }
+    if ancestors.any(|a| a == child) {
+        return Err(dev.fault(parent, Fault::Cycle { child }));
+    }
+    Ok(())
 }
 
 /// Checks that a child's keys lie in `[lo, hi)`, the range its parent assigns it.

@@ -3,7 +3,7 @@
 use crate::block::MetadataDev;
 use crate::btree::node::Value;
 use crate::btree::walk::LeafWalker;
-use crate::error::Result;
+use crate::error::{Fault, Result};
 
 /// A bottom-level mapping value: `data_block << 24 | time`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +32,25 @@ impl Value for BlockTime {
     }
 }
 
-/// `(dev_id, bottom-level root)` for every device in the top level, in id order.
+/// `(dev_id, bottom-level root)` for every device in the top level, in id order. A root past the end
+/// of the device, or pointing back at the top-level root or the leaf holding it, is an error that
+/// names that leaf.
 pub fn device_roots(dev: &MetadataDev, mapping_root: u64) -> Result<Vec<(u64, u64)>> {
-    LeafWalker::new(dev, mapping_root, 8).entries::<u64>().collect()
+    let mut roots = Vec::new();
+    for leaf in LeafWalker::new(dev, mapping_root, 8) {
+        let leaf = leaf?;
+        for i in 0..leaf.len() {
+            let root = leaf.child(i);
+            if root >= dev.nr_blocks() {
+                return Err(dev.fault(leaf.block, Fault::PointerPastEnd { child: root, nr_blocks: dev.nr_blocks() }));
+            }
+            if root == leaf.block || root == mapping_root {
+                return Err(dev.fault(leaf.block, Fault::Cycle { child: root }));
+            }
+            roots.push((leaf.key(i), root));
+        }
+    }
+    Ok(roots)
 }
 
 /// Every mapping of one device, in virtual block order.
@@ -48,7 +64,7 @@ mod tests {
 
     #[test]
     fn block_time_packing_matches_the_kernel() {
-        assert_eq!(BlockTime::from_raw(0x0000_0190_0000_0001), BlockTime { data_block: 400, time: 1 });
+        assert_eq!(BlockTime::from_raw(0x0000_0001_9000_0001), BlockTime { data_block: 400, time: 1 });
         assert_eq!(BlockTime { data_block: 100, time: 0 }.raw().to_le_bytes(), [0, 0, 0, 0x64, 0, 0, 0, 0]);
     }
 }
