@@ -18,6 +18,10 @@ pub enum Action {
     RemoveLv {
         lv: String,
     },
+    /// `lvchange -an vg/lv` (undoing an activation made to read it)
+    DeactivateLv {
+        lv: String,
+    },
     RemoveFile {
         path: PathBuf,
     },
@@ -34,6 +38,7 @@ impl Action {
                 Command::new("dmsetup").args(["message", tpool, "0", "release_metadata_snap"]).status()
             }
             Action::RemoveLv { lv } => Command::new("lvremove").args(["-q", "-f", lv]).status(),
+            Action::DeactivateLv { lv } => Command::new("lvchange").args(["-q", "-an", lv]).status(),
             Action::RemoveFile { path } => return std::fs::remove_file(path).map_err(|e| e.to_string()),
         };
         match status {

@@ -10,6 +10,7 @@ pub mod btree;
 pub mod check;
 pub mod checksum;
 pub mod cleanup;
+pub mod compat;
 pub mod diff;
 pub mod dump;
 pub mod error;

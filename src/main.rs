@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use thinsend::diff::{self, output};
 use thinsend::superblock::Source;
-use thinsend::{check, dump, io as sys, ls, pool::Pool, progress, recv, send, stream, Error};
+use thinsend::{check, dump, io as sys, ls, lvm, pool::Pool, progress, recv, send, stream, Error};
 
 #[derive(Parser)]
 #[command(
@@ -80,14 +80,19 @@ enum Cmd {
     /// line per range. Both trees are walked together; subtrees they share are read once (or, with
     /// --changed-only, not at all).
     Diff {
-        #[command(flatten)]
-        meta: MetaArgs,
+        /// Read the held metadata snapshot instead of the live superblock (optionally at BLOCK).
+        #[arg(short = 'm', long = "metadata-snap", num_args = 0..=1, require_equals = true, default_missing_value = "0", value_name = "BLOCK")]
+        metadata_snap: Option<u64>,
         /// The older device (left).
-        #[arg(long = "snap1", alias = "thin1", value_name = "DEV_ID")]
-        snap1: u64,
+        #[arg(long = "snap1", alias = "thin1", value_name = "DEV_ID", requires = "snap2")]
+        snap1: Option<u64>,
         /// The newer device (right).
-        #[arg(long = "snap2", alias = "thin2", value_name = "DEV_ID")]
-        snap2: u64,
+        #[arg(long = "snap2", alias = "thin2", value_name = "DEV_ID", requires = "snap1")]
+        snap2: Option<u64>,
+        /// METADATA (a metadata device or image, with --snap1/--snap2), or the LVM form VG/A VG/B
+        /// (two thin LVs of one pool, read under a metadata snapshot held while the diff runs).
+        #[arg(value_name = "METADATA | VG/A VG/B", num_args = 1..=2, required = true)]
+        args: Vec<String>,
         /// One range per data-contiguous piece, with data blocks (thin_delta 0.9.0 --verbose).
         #[arg(long)]
         verbose: bool,
@@ -115,9 +120,17 @@ enum Cmd {
     /// stdout. Data is read from the pool's data device at each block's data address, so the
     /// snapshot need not be active; --source reads the thin device itself instead.
     Send {
+        /// LVM form: `[VG/BASE] VG/SNAP` (the snapshot to send, and the base the receiver holds for
+        /// an incremental). Both must be thin LVs of one pool.
+        #[arg(value_name = "LV", num_args = 0..=2, conflicts_with_all = ["metadata", "thin_id", "base_id", "data", "source"])]
+        lvs: Vec<String>,
+        /// LVM form: read data from the snapshot LV (default; activated with -K if needed and
+        /// deactivated again) or from the pool's data device (no activation).
+        #[arg(long = "read-from", value_enum, default_value_t = ReadFromArg::Lv)]
+        read_from: ReadFromArg,
         /// Metadata device (e.g. /dev/mapper/vg-pool_tmeta) or image file.
-        #[arg(long, value_name = "META")]
-        metadata: PathBuf,
+        #[arg(long, value_name = "META", required_unless_present = "lvs")]
+        metadata: Option<PathBuf>,
         /// Read the held metadata snapshot instead of the live superblock (optionally at BLOCK).
         #[arg(short = 'm', long = "metadata-snap", num_args = 0..=1, require_equals = true, default_missing_value = "0", value_name = "BLOCK")]
         metadata_snap: Option<u64>,
@@ -125,8 +138,8 @@ enum Cmd {
         #[arg(long, value_name = "POOL_DATA")]
         data: Option<PathBuf>,
         /// The thin device to send.
-        #[arg(long = "thin-id", value_name = "N")]
-        thin_id: u64,
+        #[arg(long = "thin-id", value_name = "N", required_unless_present = "lvs")]
+        thin_id: Option<u64>,
         /// Send only the change from this thin device (the base the receiver holds).
         #[arg(long = "base-id", value_name = "B")]
         base_id: Option<u64>,
@@ -155,9 +168,18 @@ enum Cmd {
     /// Apply a stream from stdin to a file or block device. Files are replaced atomically; an
     /// incremental stream is refused unless the target records its base.
     Recv {
+        /// LVM form: the thin LV to receive into (VG/LV), replaced atomically.
+        #[arg(value_name = "VG/LV", conflicts_with_all = ["to", "state_file"], required_unless_present = "to")]
+        lv: Option<String>,
+        /// LVM form: create a missing target in this thin pool (VG/POOL), sized from the stream.
+        #[arg(long, value_name = "VG/POOL", requires = "lv")]
+        pool: Option<String>,
+        /// LVM form: also keep the received state as this snapshot of the target.
+        #[arg(long, value_name = "NAME", requires = "lv")]
+        snapshot: Option<String>,
         /// Target: a regular file (created if missing) or a block device.
         #[arg(long, value_name = "PATH")]
-        to: PathBuf,
+        to: Option<PathBuf>,
         /// Apply an incremental stream to a target that does not record its base, or replace an
         /// existing file with a full stream.
         #[arg(long)]
@@ -241,6 +263,12 @@ enum TextJson {
 }
 
 #[derive(ValueEnum, Clone, Copy)]
+enum ReadFromArg {
+    Lv,
+    PoolData,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
 enum DiffFormat {
     Xml,
     Json,
@@ -280,8 +308,26 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 LsFormat::Json => ls::write_json(&pool, &rows, &mut out)?,
             }
         }
-        Cmd::Diff { meta, snap1, snap2, verbose, format, changed_only, stats } => {
-            let pool = meta.open()?;
+        Cmd::Diff { metadata_snap, snap1, snap2, args, verbose, format, changed_only, stats } => {
+            // The LVM form holds a metadata snapshot (released on drop, on error and on signals).
+            let (pool, snap1, snap2, _held) = match (snap1, snap2, args.as_slice()) {
+                (Some(a), Some(b), [metadata]) => {
+                    let meta = MetaArgs { metadata_snap, metadata: PathBuf::from(metadata) };
+                    (meta.open()?, a, b, None)
+                }
+                (None, None, [a, b]) => {
+                    let (Some(left), right) = lvm::send::resolve(Some(a), b)? else { unreachable!() };
+                    let devs = lvm::pool_devs(&right.vg, &right.pool)?;
+                    let held = lvm::MetadataSnapshot::reserve(&devs)?;
+                    let pool = Pool::open(&devs.tmeta, Source::Snapshot(None))?;
+                    (pool, left.thin_id, right.thin_id, Some(held))
+                }
+                _ => {
+                    return Err(Error::Usage(
+                        "diff takes --snap1 A --snap2 B METADATA, or the LVM form VG/A VG/B".into(),
+                    ))
+                }
+            };
             let (left, right) = (pool.device(snap1)?, pool.device(snap2)?);
             let mut deltas = diff::delta(&pool, left, right, diff::Options { changed_only, ..Default::default() })?;
             let format = match format {
@@ -323,6 +369,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             return Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Cmd::Send {
+            lvs,
+            read_from,
             metadata,
             metadata_snap,
             data,
@@ -336,14 +384,48 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             allow_tty,
             progress,
         } => {
+            let format_ = match stream_format {
+                StreamFormatArg::Native => send::StreamFormat::Native,
+                StreamFormatArg::Linbit => send::StreamFormat::Linbit,
+            };
+            if !lvs.is_empty() {
+                let (base, snap) = match lvs.as_slice() {
+                    [snap] => (None, snap.clone()),
+                    [base, snap] => (Some(base.clone()), snap.clone()),
+                    _ => return Err(Error::Usage("send takes [VG/BASE] VG/SNAP".into())),
+                };
+                let args = lvm::send::Args {
+                    base,
+                    snap,
+                    format: format_,
+                    read_from: match read_from {
+                        ReadFromArg::Lv => lvm::send::ReadFrom::Lv,
+                        ReadFromArg::PoolData => lvm::send::ReadFrom::PoolData,
+                    },
+                    progress: progress.mode(),
+                };
+                if dry_run {
+                    lvm::send::dry_run(&args, matches!(format, TextJson::Json), &mut out)?;
+                } else {
+                    if sys::is_tty(1) && !allow_tty {
+                        return Err(Error::Usage(
+                            "not writing a data stream to a terminal: redirect stdout (or --allow-tty)".into(),
+                        ));
+                    }
+                    drop(out);
+                    lvm::send::send(&args, 1)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                out.flush().map_err(|e| Error::io("<stdout>", e))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let metadata = metadata.ok_or_else(|| Error::Usage("--metadata is required".into()))?;
+            let thin_id = thin_id.ok_or_else(|| Error::Usage("--thin-id is required".into()))?;
             let meta = MetaArgs { metadata_snap, metadata };
             let opts = send::Options {
                 thin_id,
                 base_id,
-                format: match stream_format {
-                    StreamFormatArg::Native => send::StreamFormat::Native,
-                    StreamFormatArg::Linbit => send::StreamFormat::Linbit,
-                },
+                format: format_,
                 data,
                 source,
                 size,
@@ -365,10 +447,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        Cmd::Recv { to, force, accept, allow_empty, state_file, progress } => {
+        Cmd::Recv { lv, pool, snapshot, to, force, accept, allow_empty, state_file, progress } => {
             if sys::is_tty(0) {
                 return Err(Error::Usage("expecting a data stream on stdin, which is a terminal".into()));
             }
+            let read = stream::ReadOptions { accept: accept.accept(), allow_empty };
+            if let Some(target) = lv {
+                let args = lvm::recv::Args { target, pool, snapshot, force, read, progress: progress.mode() };
+                lvm::recv::recv(&args, 0)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let to = to.ok_or_else(|| Error::Usage("recv needs VG/LV or --to PATH".into()))?;
             let opts = recv::Options {
                 to,
                 force,
@@ -390,6 +479,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.first().is_some_and(|a| thinsend::compat::is_compat_name(a)) {
+        return ExitCode::from(thinsend::compat::main(argv));
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

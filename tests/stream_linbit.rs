@@ -10,28 +10,17 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+/// The real thin-send-recv 1.1.3 streams, kept in testdata/linbit (copied from the shared vectors).
 fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testvectors/linbit")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/linbit")
 }
 
 fn vector(name: &str) -> Option<Vec<u8>> {
-    let p = vectors().join(name);
-    match std::fs::read(&p) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            // The worktree may sit elsewhere; fall back to the shared location.
-            std::fs::read(Path::new("/work/shared/testvectors/linbit").join(name)).ok()
-        }
-    }
+    Some(std::fs::read(vectors().join(name)).unwrap_or_else(|e| panic!("testdata/linbit/{name}: {e}")))
 }
 
 fn vector_path(name: &str) -> PathBuf {
-    let p = vectors().join(name);
-    if p.exists() {
-        p
-    } else {
-        Path::new("/work/shared/testvectors/linbit").join(name)
-    }
+    vectors().join(name)
 }
 
 /// The README's rule: thin block `b` holds `blk` + b as six digits + space, repeated, cut at 64 KiB.

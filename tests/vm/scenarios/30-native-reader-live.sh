@@ -4,9 +4,9 @@
 set -eu
 pvcreate -q "$DISK1"
 vgcreate -q vg "$DISK1"
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vg
+lvcreate -q --type thin-pool -L 512M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vg
 lvcreate -q -V 1G -T vg/pool -n origin
-vmt_pattern_write /dev/vg/origin 0 6000 origin 1          # ~375 chunks: a two-level tree
+vmt_pattern_write /dev/vg/origin 0 32000 origin 1         # 2000 chunks: a two-level tree of ~10 leaves
 lvcreate -q -s -n snap1 vg/origin
 vmt_pattern_write /dev/vg/origin 100 40 origin 2
 vmt_pattern_write /dev/vg/origin 4000 300 origin 2

@@ -1,5 +1,8 @@
 //! LVM names and the metadata-snapshot guard. Commands run with argv lists (never a shell string);
-//! LV facts come from `lvs --reportformat json`.
+//! LV facts come from `lvs --reportformat json`. `send` and `recv` put LVM names on the streams.
+
+pub mod recv;
+pub mod send;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThinLv {
     pub vg: String,
+    pub vg_uuid: String,
     pub name: String,
     pub uuid: String,
     pub pool: String,
@@ -32,9 +36,56 @@ impl ThinLv {
     pub fn dev_path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/{}/{}", self.vg, self.name))
     }
+    /// Whether the LV carries the skip-activation flag (thin snapshots do by default).
+    pub fn skip_activation(&self) -> bool {
+        self.attr.as_bytes().get(9) == Some(&b'k')
+    }
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
+/// `vg/lv` or `/dev/vg/lv` -> (vg, lv).
+pub fn split_name(name: &str) -> Result<(String, String)> {
+    let n = name.strip_prefix("/dev/").unwrap_or(name);
+    match n.split_once('/') {
+        Some((vg, lv)) if !vg.is_empty() && !lv.is_empty() && !lv.contains('/') => Ok((vg.into(), lv.into())),
+        _ => Err(Error::Usage(format!("{name}: expected VG/LV"))),
+    }
+}
+
+/// The LV, or None when LVM has no such LV in that VG.
+pub fn find_thin_lv(name: &str) -> Result<Option<ThinLv>> {
+    let (vg, lv) = split_name(name)?;
+    let out = Command::new("lvs")
+        .args(["--reportformat", "json", "-o", "lv_name", &vg])
+        .output()
+        .map_err(|e| Error::Other(format!("cannot run lvs: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "lvs {vg} failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").trim()
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::Other(format!("lvs: {e}")))?;
+    let exists = v["report"][0]["lv"].as_array().is_some_and(|a| a.iter().any(|l| l["lv_name"] == lv.as_str()));
+    if exists {
+        thin_lv(name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Makes the LV active for the duration of the returned guard (which deactivates it again if it
+/// was inactive before), activating skip-activation snapshots with `-K`.
+pub fn activate(lv: &ThinLv) -> Result<Option<Guard>> {
+    if lv.active() {
+        return Ok(None);
+    }
+    let guard = Guard::new(Action::DeactivateLv { lv: lv.full_name() });
+    run(Command::new("lvchange").args(["-q", "-ay", "-K", &lv.full_name()]))?;
+    Ok(Some(guard))
+}
+
+/// Runs an LVM or device-mapper command; its stderr's last line becomes the error.
+pub fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().map_err(|e| Error::Other(format!("cannot run {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -55,7 +106,7 @@ pub fn thin_lv(name: &str) -> Result<ThinLv> {
         "b",
         "--nosuffix",
         "-o",
-        "vg_name,lv_name,lv_uuid,pool_lv,thin_id,lv_attr,lv_size,lv_tags,origin",
+        "vg_name,vg_uuid,lv_name,lv_uuid,pool_lv,thin_id,lv_attr,lv_size,lv_tags,origin",
         name,
     ]))?;
     let v: serde_json::Value =
@@ -71,6 +122,7 @@ pub fn thin_lv(name: &str) -> Result<ThinLv> {
     }
     Ok(ThinLv {
         vg: s("vg_name"),
+        vg_uuid: s("vg_uuid"),
         name: s("lv_name"),
         uuid: s("lv_uuid"),
         pool: s("pool_lv"),
@@ -162,6 +214,15 @@ impl MetadataSnapshot {
                 )),
                 None => e,
             });
+        }
+        // Test hook (tests/vm): hold the snapshot this many seconds, so that signals can be sent
+        // while it is held.
+        if let Some(secs) = std::env::var("THINSEND_TEST_HOLD_SECS").ok().and_then(|s| s.parse::<u64>().ok()) {
+            eprintln!(
+                "thinsend-native: holding the metadata snapshot of {} for {secs} s (THINSEND_TEST_HOLD_SECS)",
+                devs.tpool
+            );
+            std::thread::sleep(std::time::Duration::from_secs(secs));
         }
         Ok(MetadataSnapshot { guard: Some(guard), _lock: lock, devs: devs.clone() })
     }

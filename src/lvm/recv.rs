@@ -1,0 +1,294 @@
+//! `recv vg/lv`: apply a stream to a thin LV atomically. The stream's header is read first; the
+//! target is checked (not open or mounted, large enough, at the stream's base as recorded in its LVM
+//! tags); the stream goes into a temporary thin LV (a snapshot of the target, or a fresh thin LV for
+//! a full stream) which is synced and, only once the END record has been verified, renamed into
+//! the target's place. On any failure the temporary is removed and the target is untouched.
+
+use std::fs::OpenOptions;
+use std::os::fd::RawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Command;
+
+use crate::cleanup::{Action, Guard};
+use crate::error::{Error, Result};
+use crate::lvm::{find_thin_lv, run, split_name, thin_lv, ThinLv};
+use crate::progress;
+use crate::recv::{self, BlockSink};
+use crate::stream::native::{Identity, Mode};
+use crate::stream::{self, Located, ReadOptions, Sink, Start, Summary};
+
+/// Tags recording which source snapshot an LV equals start with this.
+pub const TAG_PREFIX: &str = "thinsend.src.";
+
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    /// `vg/lv`
+    pub target: String,
+    /// `vg/pool` to create a missing target in.
+    pub pool: Option<String>,
+    /// Also keep the received state as this snapshot (a name in the target's VG).
+    pub snapshot: Option<String>,
+    pub force: bool,
+    pub read: ReadOptions,
+    pub progress: progress::Mode,
+}
+
+/// The tag that records "this LV equals that snapshot": the source's LV UUID when known, its thin
+/// id, creation time and mapped block count (which a write to the snapshot would change).
+pub fn state_tag(id: &Identity) -> String {
+    let who = id.lv_uuid.clone().unwrap_or_else(|| format!("pool{}", id.pool_uuid));
+    let clean: String = who.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    format!("{TAG_PREFIX}{clean}.t{}.c{}.m{}", id.thin_id, id.creation_time, id.mapped_blocks)
+}
+
+/// Refuses an LV that something holds open (mounted, in use by DRBD, ...).
+fn check_not_open(lv: &ThinLv) -> Result<()> {
+    if !lv.active() {
+        return Ok(());
+    }
+    match OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(lv.dev_path()) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Error::Other(format!(
+            "{} is in use (mounted or held open): refusing to receive into it; nothing was changed",
+            lv.full_name()
+        ))),
+        Err(e) => Err(Error::io(lv.dev_path(), e)),
+    }
+}
+
+struct Staged {
+    tmp: String,
+    guard: Guard,
+    existing: Option<ThinLv>,
+    tag: Option<String>,
+}
+
+struct LvmSink<'a> {
+    args: &'a Args,
+    vg: String,
+    name: String,
+    inner_opts: &'a recv::Options,
+    inner: Option<BlockSink<'a>>,
+    staged: Option<Staged>,
+}
+
+impl<'a> LvmSink<'a> {
+    fn tmp_name(&self) -> String {
+        format!("{}_thinsend_tmp", self.name)
+    }
+
+    fn stage(&mut self, start: &Start) -> Result<()> {
+        let full = format!("{}/{}", self.vg, self.name);
+        let existing = find_thin_lv(&full)?;
+        if let Some(lv) = &existing {
+            check_not_open(lv)?;
+        }
+        let header = start.header.as_ref();
+        let tmp = format!("{}/{}", self.vg, self.tmp_name());
+        if find_thin_lv(&tmp)?.is_some() {
+            eprintln!("thinsend-native: removing {tmp}, left by an interrupted receive");
+            run(Command::new("lvremove").args(["-q", "-f", &tmp]))?;
+        }
+        if let (Some(h), Some(lv)) = (header, &existing) {
+            if lv.size < h.volume_size {
+                return Err(Error::Other(format!(
+                    "{full} is {} bytes, smaller than the stream's volume of {} bytes: extend it                      (lvextend -L {}b {full}) or receive into a new LV; nothing was changed",
+                    lv.size, h.volume_size, h.volume_size
+                )));
+            }
+        }
+        let mode = header.map(|h| h.mode);
+        let guard;
+        match (mode, &existing) {
+            (Some(Mode::Full), existing) => {
+                let h = header.expect("native header");
+                let pool = match (existing, &self.args.pool) {
+                    (Some(_), _) if !self.args.force => {
+                        return Err(Error::Other(format!(
+                            "{full} exists and a full stream replaces it entirely: use --force to replace it; nothing was changed"
+                        )))
+                    }
+                    (Some(lv), _) => lv.pool.clone(),
+                    (None, Some(p)) => {
+                        let (pvg, pool) = split_name(p)?;
+                        if pvg != self.vg {
+                            return Err(Error::Usage(format!("--pool {p} is not in the target's VG {}", self.vg)));
+                        }
+                        pool
+                    }
+                    (None, None) => {
+                        return Err(Error::Usage(format!(
+                            "{full} does not exist: give --pool {}/POOL to create it ({} bytes)",
+                            self.vg, h.volume_size
+                        )))
+                    }
+                };
+                let size = existing.as_ref().map_or(h.volume_size, |lv| lv.size);
+                guard = Guard::new(Action::RemoveLv { lv: tmp.clone() });
+                run(Command::new("lvcreate").args([
+                    "-q",
+                    "-V",
+                    &format!("{size}b"),
+                    "-T",
+                    &format!("{}/{pool}", self.vg),
+                    "-n",
+                    &self.tmp_name(),
+                ]))?;
+            }
+            (_, None) => {
+                return Err(Error::Other(format!(
+                    "{full} does not exist: an incremental (or LINBIT) stream applies to an existing LV"
+                )))
+            }
+            (incremental, Some(lv)) => {
+                if let (Some(Mode::Incremental), Some(h)) = (incremental, header) {
+                    let base =
+                        h.base.as_ref().ok_or_else(|| Error::Other("incremental stream without a base".into()))?;
+                    let want = state_tag(base);
+                    if !lv.tags.contains(&want) && !self.args.force {
+                        let has: Vec<&String> = lv.tags.iter().filter(|t| t.starts_with(TAG_PREFIX)).collect();
+                        return Err(Error::Other(format!(
+                            "{full} is not at this stream's base ({}): it records {}; refusing (--force applies it anyway); nothing was changed",
+                            base.describe(),
+                            if has.is_empty() { "no received state".to_string() } else { format!("{has:?}") }
+                        )));
+                    }
+                }
+                guard = Guard::new(Action::RemoveLv { lv: tmp.clone() });
+                run(Command::new("lvcreate").args(["-q", "-s", "-n", &self.tmp_name(), &full]))?;
+                run(Command::new("lvchange").args(["-q", "-ay", "-K", &tmp]))?;
+            }
+        }
+        let tag = header.map(|h| state_tag(&h.source));
+        self.staged = Some(Staged { tmp: tmp.clone(), guard, existing, tag });
+        let tmp_lv = thin_lv(&tmp)?;
+        self.inner = Some(BlockSink::open(&tmp_lv.dev_path(), self.inner_opts)?);
+        Ok(())
+    }
+
+    fn inner(&mut self) -> Result<&mut BlockSink<'a>> {
+        self.inner.as_mut().ok_or_else(|| Error::Other("internal error: record before the stream's start".into()))
+    }
+}
+
+impl Sink for LvmSink<'_> {
+    fn start(&mut self, start: &Start) -> Result<()> {
+        self.stage(start)?;
+        self.inner()?.start(start)
+    }
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.inner()?.data(offset, bytes)
+    }
+    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        self.inner()?.splice_target(offset, len)
+    }
+    fn spliced(&mut self, offset: u64, len: u64) {
+        if let Some(i) = &mut self.inner {
+            i.spliced(offset, len)
+        }
+    }
+    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.inner()?.unmap(offset, len)
+    }
+    fn record(&mut self, rec: &Located) -> Result<()> {
+        self.inner()?.record(rec)
+    }
+    fn finish(&mut self, summary: &Summary) -> Result<()> {
+        match &mut self.inner {
+            Some(i) => i.finish(summary),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Puts the synced temporary in the target's place, with its tags, activation and snapshot.
+fn commit(args: &Args, vg: &str, name: &str, staged: Staged) -> Result<()> {
+    let full = format!("{vg}/{name}");
+    let tmp_lv = thin_lv(&staged.tmp)?;
+    // The received state: drop what the snapshot inherited, record the new source.
+    let mut tag_args: Vec<String> = vec!["-q".into()];
+    for t in tmp_lv.tags.iter().filter(|t| t.starts_with(TAG_PREFIX)) {
+        tag_args.extend(["--deltag".into(), t.clone()]);
+    }
+    if let Some(t) = &staged.tag {
+        tag_args.extend(["--addtag".into(), t.clone()]);
+    }
+    if tag_args.len() > 1 {
+        tag_args.push(staged.tmp.clone());
+        run(Command::new("lvchange").args(&tag_args))?;
+    }
+    let old = format!("{vg}/{name}_thinsend_old");
+    if let Some(lv) = &staged.existing {
+        check_not_open(lv)?;
+        run(Command::new("lvrename").args(["-q", &full, &old]))?;
+    }
+    if let Err(e) = run(Command::new("lvrename").args(["-q", &staged.tmp, &full])) {
+        if staged.existing.is_some() {
+            let _ = run(Command::new("lvrename").args(["-q", &old, &full]));
+        }
+        return Err(e);
+    }
+    staged.guard.disarm();
+    // The new LV behaves as the old one did: activation-skip flag and activation state.
+    let was = staged.existing.as_ref();
+    let skip = was.is_some_and(|lv| lv.skip_activation());
+    run(Command::new("lvchange").args(["-q", if skip { "-ky" } else { "-kn" }, &full]))?;
+    if was.is_some_and(|lv| !lv.active()) {
+        run(Command::new("lvchange").args(["-q", "-an", &full]))?;
+    }
+    if staged.existing.is_some() {
+        run(Command::new("lvremove").args(["-q", "-f", &old]))?;
+    }
+    if let Some(snap) = &args.snapshot {
+        run(Command::new("lvcreate").args(["-q", "-s", "-n", snap, &full]))?;
+        if let Some(t) = &staged.tag {
+            run(Command::new("lvchange").args(["-q", "--addtag", t, &format!("{vg}/{snap}")]))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
+    let (vg, name) = split_name(&args.target)?;
+    let state_dir = tempfile_dir()?;
+    let inner_opts = recv::Options {
+        to: Default::default(),
+        force: true,
+        read: args.read,
+        progress: args.progress,
+        state_file: Some(state_dir.join("state.json")),
+    };
+    let mut sink =
+        LvmSink { args, vg: vg.clone(), name: name.clone(), inner_opts: &inner_opts, inner: None, staged: None };
+    let result = stream::read(input, &args.read, &mut sink);
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            drop(sink); // removes the temporary LV
+            let _ = std::fs::remove_dir_all(&state_dir);
+            return Err(Error::Other(format!("{e}; {}/{name} left unchanged", vg)));
+        }
+    };
+    if let Some(i) = &mut sink.inner {
+        i.finish_progress(&summary, &args.target);
+    }
+    let staged = sink.staged.take();
+    drop(sink);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    match staged {
+        Some(st) => commit(args, &vg, &name, st)?,
+        None => eprintln!("thinsend-native: empty input: {}/{name} left unchanged", vg),
+    }
+    Ok(summary)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let base = std::env::temp_dir();
+    for i in 0..100u32 {
+        let p = base.join(format!("thinsend-recv-{}-{i}", std::process::id()));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Other(format!("cannot create a temporary directory in {}", base.display())))
+}
