@@ -116,9 +116,10 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Write a thin device (full) or the change from --base-id to it (incremental) as a stream on
-    /// stdout. Data is read from the pool's data device at each block's data address, so the
-    /// snapshot need not be active; --source reads the thin device itself instead.
+    /// Write a thin volume (full) or only what changed since a base snapshot (incremental) as a
+    /// stream on stdout. LVM form: `send [VG/BASE] VG/SNAP` (holds a metadata snapshot of the pool
+    /// only while planning). Metadata form: `--metadata META --thin-id N [--base-id B]` with data from
+    /// the pool's data device (--data) or the thin device itself (--source).
     Send {
         /// LVM form: `[VG/BASE] VG/SNAP` (the snapshot to send, and the base the receiver holds for
         /// an incremental). Both must be thin LVs of one pool.
@@ -165,8 +166,9 @@ enum Cmd {
         #[command(flatten)]
         progress: ProgressArgs,
     },
-    /// Apply a stream from stdin to a file or block device. Files are replaced atomically; an
-    /// incremental stream is refused unless the target records its base.
+    /// Apply a stream from stdin to a thin LV (`recv VG/LV`), a file or a block device (`--to PATH`).
+    /// LVs and files are replaced atomically; an incremental stream is refused unless the target
+    /// records its base.
     Recv {
         /// LVM form: the thin LV to receive into (VG/LV), replaced atomically.
         #[arg(value_name = "VG/LV", conflicts_with_all = ["to", "state_file"], required_unless_present = "to")]
