@@ -8,19 +8,7 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_thinsend-native");
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use mkmeta::rng::Rng;
 
 fn have_oracle() -> bool {
     let ok = Command::new("thin_delta").arg("-V").output().is_ok_and(|o| o.status.success());
@@ -165,7 +153,7 @@ fn diff_equals_thin_delta_on_restored_pools() {
     let n = 40;
     for i in 0..n {
         let seed = base_seed + i;
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::new(seed);
         let (xml, ids) = random_pool(&mut rng);
         let xp = dir.path().join("p.xml");
         let img = dir.path().join("p.img");

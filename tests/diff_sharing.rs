@@ -12,18 +12,7 @@ use thinsend::diff::{self, Delta, Kind, Options};
 use thinsend::pool::Pool;
 use thinsend::superblock::{Source, Superblock};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use mkmeta::rng::Rng;
 
 /// A tree as built: per level (leaves first) the nodes' first keys, blocks and items (entries for
 /// leaves, (first key, child block) for internal nodes).
@@ -250,7 +239,7 @@ fn random_left(rng: &mut Rng, n: u64) -> BTreeMap<u64, u64> {
 fn diff_matches_model_on_shared_trees_in_every_mode() {
     let base: u64 = std::env::var("THINSEND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     for seed in base..base + 60 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::new(seed);
         let fill = [168usize, 200, 252][rng.below(3) as usize].min(max_entries(8));
         let n = [0u64, 5, 300, 5000, 60_000][rng.below(5) as usize];
         let left = random_left(&mut rng, n);
@@ -294,7 +283,7 @@ fn diff_matches_model_on_shared_trees_in_every_mode() {
 fn changed_only_reads_follow_the_change_not_the_volume() {
     let mut reads = Vec::new();
     for n in [10_000u64, 10_000_000] {
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         let left: BTreeMap<u64, u64> = (0..n).map(|k| (k, 5000 + k)).collect();
         let mut img = Image::new();
         let lt = img.tree(&left, 252);

@@ -106,7 +106,7 @@ fn interesting_u32(rng: &mut Rng) -> u32 {
 fn mutate(rng: &mut Rng, base: &Base) -> Vec<u8> {
     let mut img = base.img.clone();
     let n = (img.len() / BLOCK) as u64;
-    for _ in 0..rng.range(1, 4) {
+    for _ in 0..rng.between(1, 4) {
         let (block, kind) = if rng.chance(85) { *rng.pick(&base.blocks) } else { (rng.below(n), BlockKind::Node) };
         let b = block as usize * BLOCK;
         match rng.below(9) {
@@ -122,13 +122,13 @@ fn mutate(rng: &mut Rng, base: &Base) -> Vec<u8> {
                 let off = if kind == BlockKind::Superblock && rng.chance(70) {
                     *rng.pick(&[8usize, 48, 56, 64, 72, 320, 328, 344])
                 } else {
-                    8 * rng.range(1, (BLOCK / 8 - 1) as u64) as usize
+                    8 * rng.between(1, (BLOCK / 8 - 1) as u64) as usize
                 };
                 let v = interesting_u64(rng, &img, base);
                 set64(&mut img, block, off, v);
             }
             7 => {
-                let (i, j) = (rng.range(4, 260) as usize * 8, rng.range(4, 511) as usize * 8);
+                let (i, j) = (rng.between(4, 260) as usize * 8, rng.between(4, 511) as usize * 8);
                 for k in 0..8 {
                     img.swap(b + i + k, b + j + k);
                 }

@@ -77,7 +77,7 @@ fn check_image(ctx: &str, img: &Path, rng: &mut Rng, snap: Option<u64>) {
         same(ctx, "ls", "thin_ls", &cat(&m, &["-o", ALL_FIELDS]), img);
         same(ctx, "ls", "thin_ls", &cat(&m, &["--no-headers", "-o", ALL_FIELDS]), img);
         let fields: Vec<&str> = ALL_FIELDS.split(',').collect();
-        let some: Vec<&str> = (0..rng.range(1, 6)).map(|_| *rng.pick(&fields)).collect();
+        let some: Vec<&str> = (0..rng.between(1, 6)).map(|_| *rng.pick(&fields)).collect();
         same(ctx, "ls", "thin_ls", &cat(&m, &["-o", &some.join(",")]), img);
     }
 }
@@ -139,10 +139,10 @@ fn small_pools_match_across_block_sizes() {
     let sizes = [128, 256, 384, 1024, 2048, 8192, 65536, 2_097_152];
     for (i, &data_block_size) in sizes.iter().enumerate() {
         let shape = Shape {
-            nr_devices: rng.range(1, 12) as usize,
-            mappings: (0, rng.range(1, 250) as usize),
+            nr_devices: rng.between(1, 12) as usize,
+            mappings: (0, rng.between(1, 250) as usize),
             data_block_size,
-            max_run: rng.range(1, 40),
+            max_run: rng.between(1, 40),
             needs_check: i % 3 == 0,
             ..Shape::default()
         };
@@ -225,9 +225,9 @@ fn human_sizes_match_across_magnitudes() {
         let devices = (0..40)
             .map(|i| {
                 let len = match rng.below(3) {
-                    0 => 1u64 << rng.range(0, 14),
-                    1 => (1u64 << rng.range(0, 14)) + rng.range(0, 3) - 1,
-                    _ => rng.range(1, 20_000),
+                    0 => 1u64 << rng.between(0, 14),
+                    1 => (1u64 << rng.between(0, 14)) + rng.between(0, 3) - 1,
+                    _ => rng.between(1, 20_000),
                 }
                 .max(1);
                 let d =
@@ -268,7 +268,7 @@ fn shared_subtrees_and_recorded_counts_match() {
     let mut rng = Rng::new(seed("shared_subtrees_and_recorded_counts_match"));
     for i in 0..3 {
         let shape =
-            Shape { nr_devices: rng.range(3, 8) as usize, mappings: (0, 600), empty_percent: 0, ..Shape::default() };
+            Shape { nr_devices: rng.between(3, 8) as usize, mappings: (0, 600), empty_percent: 0, ..Shape::default() };
         let pool = random_pool(&mut rng, &shape);
         let mut img = restore(&pool).bytes();
         let top = leaf_values(&img, le64(&img, 0, sb::MAPPING_ROOT));
@@ -283,7 +283,7 @@ fn shared_subtrees_and_recorded_counts_match() {
         // Another device's details count too many mappings.
         let over = rng.below(details.len() as u64) as usize;
         let (b, off) = details[over];
-        let more = le64(&img, b, off) + rng.range(1, 1000);
+        let more = le64(&img, b, off) + rng.between(1, 1000);
         set64(&mut img, b, off, more);
         restamp(&mut img, details[to].0, Node);
         restamp(&mut img, b, Node);
@@ -307,7 +307,7 @@ fn underfull_leaves_match() {
     for (b, off) in leaf_values(&img, le64(&img, 0, sb::MAPPING_ROOT)) {
         let levels = tree_levels(&img, le64(&img, b, off));
         for &leaf in levels.last().unwrap().iter().skip(1).step_by(2) {
-            set32(&mut img, leaf, 16, rng.range(1, 83) as u32);
+            set32(&mut img, leaf, 16, rng.between(1, 83) as u32);
             restamp(&mut img, leaf, thinsend::checksum::BlockKind::Node);
         }
     }
@@ -333,7 +333,7 @@ fn held_metadata_snapshot_matches() {
     let mut rng = Rng::new(seed("held_metadata_snapshot_matches"));
     for i in 0..3 {
         let shape = Shape {
-            nr_devices: rng.range(1, 8) as usize,
+            nr_devices: rng.between(1, 8) as usize,
             mappings: (0, 2000),
             data_block_size: *rng.pick(&[128, 512, 4096]),
             ..Shape::default()

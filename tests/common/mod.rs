@@ -114,41 +114,8 @@ pub fn tool(name: &str) -> PathBuf {
 
 //------------------------------------------------------------------------------------------------
 
-/// splitmix64: small, seedable, good enough to shape test pools.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
-    }
-}
+/// The project's one seeded generator (SplitMix64), shared with tools/mkmeta.
+pub use mkmeta::rng::Rng;
 
 /// The seed of a randomised test: `THINSEND_TEST_SEED` if set (to replay a failure), else a fresh
 /// one. Printed so a failing run can be repeated.
@@ -296,7 +263,7 @@ pub fn random_pool(rng: &mut Rng, shape: &Shape) -> PoolXml {
                     break;
                 }
                 let i = rng.below(m.len() as u64) as usize;
-                let run = rng.range(1, shape.max_run) as usize;
+                let run = rng.between(1, shape.max_run) as usize;
                 for e in m.iter_mut().skip(i).take(run) {
                     *e = (e.0, next_data, time);
                     next_data += 1;
@@ -304,10 +271,10 @@ pub fn random_pool(rng: &mut Rng, shape: &Shape) -> PoolXml {
             }
             d.mappings = m;
         } else {
-            let n = rng.range(shape.mappings.0 as u64, shape.mappings.1 as u64) as usize;
+            let n = rng.between(shape.mappings.0 as u64, shape.mappings.1 as u64) as usize;
             let mut v = rng.below(100);
             while d.mappings.len() < n {
-                let run = rng.range(1, shape.max_run).min((n - d.mappings.len()) as u64);
+                let run = rng.between(1, shape.max_run).min((n - d.mappings.len()) as u64);
                 let t = if rng.chance(80) { time } else { rng.below(time as u64 + 1) as u32 };
                 for j in 0..run {
                     d.mappings.push((v + j, next_data + j, t));
