@@ -343,8 +343,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             output::finish(format, stats.then_some(&s), &mut out)?;
             if stats && format != output::Format::Json {
                 eprintln!(
-                    "metadata_blocks_read={} shared_subtrees_skipped={} same={} different={} left_only={} right_only={}",
-                    s.metadata_blocks_read, s.shared_subtrees_skipped, s.same, s.different, s.left_only, s.right_only
+                    "metadata_blocks_read={} shared_subtrees_skipped={} same={} different={} left_only={} right_only={} \
+                     ranges: same={} different={} left_only={} right_only={}",
+                    s.metadata_blocks_read,
+                    s.shared_subtrees_skipped,
+                    s.same,
+                    s.different,
+                    s.left_only,
+                    s.right_only,
+                    s.same_ranges,
+                    s.different_ranges,
+                    s.left_only_ranges,
+                    s.right_only_ranges
                 );
             }
         }

@@ -73,10 +73,16 @@ pub struct Options {
 pub struct Stats {
     pub metadata_blocks_read: u64,
     pub shared_subtrees_skipped: u64,
+    /// Blocks by kind.
     pub same: u64,
     pub different: u64,
     pub left_only: u64,
     pub right_only: u64,
+    /// Data-contiguous ranges (the --verbose pieces) by kind.
+    pub same_ranges: u64,
+    pub different_ranges: u64,
+    pub left_only_ranges: u64,
+    pub right_only_ranges: u64,
 }
 
 /// The delta of `right` against `left` as maximal data-contiguous pieces in ascending order. Walks
@@ -178,13 +184,15 @@ impl Diff<'_> {
     }
 
     fn count(&mut self, d: &Delta) {
-        let c = match d.kind {
-            Kind::Same => &mut self.stats.same,
-            Kind::Different => &mut self.stats.different,
-            Kind::LeftOnly => &mut self.stats.left_only,
-            Kind::RightOnly => &mut self.stats.right_only,
+        let s = &mut self.stats;
+        let (blocks, ranges) = match d.kind {
+            Kind::Same => (&mut s.same, &mut s.same_ranges),
+            Kind::Different => (&mut s.different, &mut s.different_ranges),
+            Kind::LeftOnly => (&mut s.left_only, &mut s.left_only_ranges),
+            Kind::RightOnly => (&mut s.right_only, &mut s.right_only_ranges),
         };
-        *c += d.length;
+        *blocks += d.length;
+        *ranges += 1;
     }
 
     fn next_piece(&mut self) -> Result<Option<Delta>> {
