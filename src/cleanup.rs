@@ -108,7 +108,13 @@ fn install_signal_thread() {
                 // release it: the process ends here.
                 let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
                 for (_, a) in r.drain(..).rev() {
+                    // If this process still holds the LV open (a transfer in progress), undo once the
+                    // process is gone, from a helper in its own process group.
+                    let deferrable = matches!(a, Action::RemoveLv { .. } | Action::DeactivateLv { .. });
                     if let Err(e) = a.run() {
+                        if deferrable && defer(&a).is_ok() {
+                            continue;
+                        }
                         eprintln!("thinsend-native: cleanup after signal {sig} failed: {e}");
                     }
                 }
@@ -117,4 +123,53 @@ fn install_signal_thread() {
             }
         });
     });
+}
+
+/// The hidden subcommand a deferred undo runs: `thinsend-native __undo-after PID remove|deactivate VG/LV`.
+pub const DEFERRED: &str = "__undo-after";
+
+fn defer(a: &Action) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let (what, lv) = match a {
+        Action::RemoveLv { lv } => ("remove", lv),
+        Action::DeactivateLv { lv } => ("deactivate", lv),
+        _ => return Err(std::io::Error::other("not deferrable")),
+    };
+    let exe = std::env::current_exe()?;
+    Command::new(exe)
+        .args([DEFERRED, &std::process::id().to_string(), what, lv])
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(|_| ())
+}
+
+/// Body of a deferred undo: wait (up to a minute) for process `pid` to exit, then remove or
+/// deactivate the LV, retrying while the kernel still sees it open. Returns the exit code.
+pub fn deferred_main(args: &[String]) -> u8 {
+    let (Some(pid), Some(what), Some(lv)) =
+        (args.first().and_then(|p| p.parse::<i32>().ok()), args.get(1), args.get(2))
+    else {
+        return 2;
+    };
+    let action = match what.as_str() {
+        "remove" => Action::RemoveLv { lv: lv.clone() },
+        "deactivate" => Action::DeactivateLv { lv: lv.clone() },
+        _ => return 2,
+    };
+    let gone = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    for _ in 0..600 {
+        if gone() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for _ in 0..20 {
+        if action.run().is_ok() {
+            return 0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    eprintln!("thinsend-native: after an interrupted run, could not {what} {lv}; do it with lvremove/lvchange -an");
+    1
 }

@@ -492,6 +492,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(thinsend::cleanup::DEFERRED) {
+        return ExitCode::from(thinsend::cleanup::deferred_main(&argv[2..]));
+    }
     if argv.first().is_some_and(|a| thinsend::compat::is_compat_name(a)) {
         return ExitCode::from(thinsend::compat::main(argv));
     }

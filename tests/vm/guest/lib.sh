@@ -57,6 +57,10 @@ vmt_cleanup() {
     if [ "$p" != 1 ] && [ -e "/proc/$p/exe" ]; then kill -9 "$p" 2>/dev/null && k=$((k + 1)); fi
   done
   [ $k = 0 ] || { echo "killed $k leftover processes"; sleep 0.2; }
+  # file systems a failed scenario left mounted on device-mapper devices
+  awk '$1 ~ /^\/dev\/(mapper|dm-|vg)/ {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null && echo "unmounted $m"
+  done
   for d in $(dmsetup info -c --noheadings -o name 2>/dev/null); do dmsetup resume "$d" 2>/dev/null; done
   for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do vgchange -an -q "$vg"; done
   dmsetup remove_all --force 2>/dev/null

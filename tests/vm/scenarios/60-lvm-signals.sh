@@ -37,8 +37,27 @@ rc=0; wait $rpid || rc=$?
 cat send.err recv.err
 [ $rc -ne 0 ] || vmt_fail "receiver accepted a stream cut by SIGTERM"
 vmt_assert_eq "$(held)" "-" "no metadata snapshot after SIGTERM mid-transfer"
+grep -q "cleanup after signal.*failed" send.err && vmt_fail "the sender's cleanup failed: $(cat send.err)"
+i=0; while lvs --noheadings -o lv_attr vga/s1 | grep -q '^ *V....a' && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lvs --noheadings -o lv_attr vga/s1 | grep -q '^ *V....a' && vmt_fail "the snapshot the killed sender activated is still active"
 lvs -a vgb | grep -q thinsend_tmp && vmt_fail "temporary LV left behind by the receiver"
 vmt_assert_eq "$(sha256sum /dev/vgb/r | cut -d' ' -f1)" "$before" "target unchanged after the sender died"
+# SIGTERM to the receiver itself mid-transfer: target unchanged, its temporary LV removed
+mkfifo /tmp/p2
+thinsend-native recv --force vgb/r < /tmp/p2 2> recv2.err &
+rpid=$!
+thinsend-native send vga/s1 > /tmp/p2 2> /dev/null &
+spid=$!
+sleep 1.5
+kill -TERM $rpid
+rc=0; wait $rpid || rc=$?
+wait $spid || true
+cat recv2.err
+[ $rc -ne 0 ] || vmt_fail "receiver exited 0 after SIGTERM"
+i=0; while lvs -a vgb | grep -q thinsend_tmp && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lvs -a vgb | grep -q thinsend_tmp && vmt_fail "temporary LV left behind by a receiver killed with SIGTERM"
+vmt_assert_eq "$(sha256sum /dev/vgb/r | cut -d' ' -f1)" "$before" "target unchanged after the receiver was killed"
+vmt_assert_eq "$(held)" "-" "no metadata snapshot after the receiver was killed"
 # SIGKILL while held: the reservation stays, and the next run says so and how to release it
 THINSEND_TEST_HOLD_SECS=20 thinsend-native send vga/s1 > /dev/null 2>/dev/null &
 pid=$!
