@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cleanup::{Action, Guard};
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::{self, human, Progress};
@@ -179,13 +180,15 @@ struct FileTarget {
     existing: Option<std::fs::Metadata>,
     temp: Option<(PathBuf, File)>,
     committed: bool,
+    /// Removes the temporary on drop, and on SIGINT/SIGTERM/SIGHUP, unless committed.
+    cleanup: Option<Guard>,
 }
 
 impl Drop for FileTarget {
     fn drop(&mut self) {
-        if !self.committed {
-            if let Some((p, _)) = self.temp.take() {
-                let _ = std::fs::remove_file(p);
+        if let Some(g) = self.cleanup.take() {
+            if self.committed {
+                g.disarm();
             }
         }
     }
@@ -206,6 +209,7 @@ impl FileTarget {
                     if let Some(m) = &self.existing {
                         let _ = f.set_permissions(m.permissions());
                     }
+                    self.cleanup = Some(Guard::new(Action::RemoveFile { path: name.clone() }));
                     self.temp = Some((name, f));
                     return Ok(());
                 }
@@ -693,7 +697,13 @@ pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
         Some(m) if !m.is_file() => {
             return Err(Error::Other(format!("{}: not a regular file or block device", to.display())))
         }
-        _ => Target::File(FileTarget { path: to.clone(), existing: meta.clone(), temp: None, committed: false }),
+        _ => Target::File(FileTarget {
+            path: to.clone(),
+            existing: meta.clone(),
+            temp: None,
+            committed: false,
+            cleanup: None,
+        }),
     };
     let mut rx = Receiver { opts, target, start: None, progress: Progress::new(opts.progress, "received", None) };
     match stream::read(input, &opts.read, &mut rx) {
