@@ -204,17 +204,26 @@ impl FileTarget {
         let mut last = None;
         for i in 0..100u32 {
             let name = dir.join(format!(".{base}.thinsend-{}-{i}.tmp", std::process::id()));
+            // Registered before the file exists, so a signal can never leave it behind. (The name
+            // carries our pid: a file already there is a stale one of an earlier process.)
+            let guard = Guard::new(Action::RemoveFile { path: name.clone() });
             match OpenOptions::new().read(true).write(true).create_new(true).custom_flags(libc::O_CLOEXEC).open(&name) {
                 Ok(f) => {
                     if let Some(m) = &self.existing {
                         let _ = f.set_permissions(m.permissions());
                     }
-                    self.cleanup = Some(Guard::new(Action::RemoveFile { path: name.clone() }));
+                    self.cleanup = Some(guard);
                     self.temp = Some((name, f));
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(e) => return Err(Error::io(&name, e)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    guard.disarm();
+                    last = Some(e)
+                }
+                Err(e) => {
+                    guard.disarm();
+                    return Err(Error::io(&name, e));
+                }
             }
         }
         Err(Error::io(&dir, last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into())))
