@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum Action {
 }
 
 static REGISTRY: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
-static NEXT: Mutex<u64> = Mutex::new(1);
+static NEXT: AtomicU64 = AtomicU64::new(1);
 static SIGNALS: Once = Once::new();
 
 impl Action {
@@ -57,11 +58,7 @@ pub struct Guard {
 impl Guard {
     pub fn new(action: Action) -> Guard {
         install_signal_thread();
-        let id = {
-            let mut n = NEXT.lock().unwrap_or_else(|e| e.into_inner());
-            *n += 1;
-            *n
-        };
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
         REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push((id, action));
         Guard { id }
     }

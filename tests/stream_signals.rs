@@ -5,16 +5,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_thinsend-native");
+#[path = "stream_common/mod.rs"]
+mod common;
 
-fn leftovers(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".thinsend-") && n.ends_with(".tmp"))
-        .collect()
-}
+use common::temp_files;
+
+const BIN: &str = env!("CARGO_BIN_EXE_thinsend-native");
 
 #[test]
 fn interrupted_file_receive_removes_its_temporary_and_keeps_the_target() {
@@ -35,17 +31,17 @@ fn interrupted_file_receive_removes_its_temporary_and_keeps_the_target() {
         stdin.write_all(&stream[..stream.len() / 2]).unwrap();
         stdin.flush().unwrap();
         let mut waited = 0;
-        while leftovers(dir.path()).is_empty() && waited < 100 {
+        while temp_files(dir.path()).is_empty() && waited < 100 {
             std::thread::sleep(Duration::from_millis(20));
             waited += 1;
         }
-        assert!(!leftovers(dir.path()).is_empty(), "{name}: the receiver never created its temporary");
+        assert!(!temp_files(dir.path()).is_empty(), "{name}: the receiver never created its temporary");
         // SAFETY: sending a signal to our own child process, whose pid is valid until we wait on it.
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
         let out = child.wait_with_output().unwrap();
         drop(stdin);
         assert_eq!(out.status.code(), Some(128 + sig), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read(&target).unwrap(), b"the old image", "{name}: target changed");
-        assert!(leftovers(dir.path()).is_empty(), "{name}: temporary left behind: {:?}", leftovers(dir.path()));
+        assert!(temp_files(dir.path()).is_empty(), "{name}: temporary left behind: {:?}", temp_files(dir.path()));
     }
 }

@@ -7,12 +7,13 @@ use crate::error::Result;
 
 /// Iterates the leaves of the tree rooted at `root`, in key order.
 pub struct LeafWalker<'a> {
-    cursor: Result<Cursor<'a>, Option<crate::Error>>,
+    /// None once the walk ended in an error.
+    cursor: Option<Cursor<'a>>,
 }
 
 impl<'a> LeafWalker<'a> {
     pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Self {
-        LeafWalker { cursor: Ok(Cursor::new(dev, root, leaf_value_size)) }
+        LeafWalker { cursor: Some(Cursor::new(dev, root, leaf_value_size)) }
     }
 
     /// The leaf entries, decoded as `V`.
@@ -35,14 +36,10 @@ impl<'a> Iterator for LeafWalker<'a> {
     type Item = Result<Node<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let c = match &mut self.cursor {
-            Ok(c) => c,
-            Err(e) => return e.take().map(Err),
-        };
-        match Self::step(c) {
+        match Self::step(self.cursor.as_mut()?) {
             Ok(n) => n.map(Ok),
             Err(e) => {
-                self.cursor = Err(None);
+                self.cursor = None;
                 Some(Err(e))
             }
         }
