@@ -72,14 +72,28 @@ vm_install_pkgs() {
   [ ${#missing[@]} = 0 ] && return 0
   [ "${VM_SKIP_APT:-0}" = 1 ] && vm_die "missing packages ${missing[*]} and VM_SKIP_APT=1"
   vm_apt_update
-  # Only qemu comes from backports (with the dependencies it needs from there); everything
-  # else stays at bookworm's versions (lvm2 2.03.16, thin-provisioning-tools 0.9.0).
-  if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo12; then
-    missing=("${missing[@]/#qemu-system-x86/qemu-system-x86/bookworm-backports}")
+  # Only qemu comes from backports; everything else stays at bookworm's versions (lvm2 2.03.16,
+  # thin-provisioning-tools 0.9.0). When the image has the backports qemu-utils (10.x), qemu-system-x86
+  # is installed in a command of its own with `-t bookworm-backports`: that raises backports' priority
+  # for the whole dependency closure (qemu-system-common, qemu-system-data, seabios, ...), whereas
+  # `pkg/bookworm-backports` pins the named package alone and its dependencies then resolve from
+  # bookworm and break against qemu-utils 10.x ("held broken packages").
+  local rest=() qemu=()
+  for p in "${missing[@]}"; do
+    case $p in qemu-system-x86) qemu+=("$p") ;; *) rest+=("$p") ;; esac
+  done
+  if [ ${#qemu[@]} -gt 0 ]; then
+    local target=()
+    dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo12 && target=(-t bookworm-backports)
+    vm_log "apt-get install ${target[*]} ${qemu[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get "${VM_APTO[@]}" install -y -qq --no-install-recommends \
+      "${target[@]}" "${qemu[@]}" >/dev/null
   fi
-  vm_log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get "${VM_APTO[@]}" install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  if [ ${#rest[@]} -gt 0 ]; then
+    vm_log "apt-get install ${rest[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get "${VM_APTO[@]}" install -y -qq --no-install-recommends \
+      "${rest[@]}" >/dev/null
+  fi
 }
 
 vm_ensure_packages() { vm_install_pkgs "${VM_PKGS[@]}" "$@"; }
