@@ -12,14 +12,21 @@ for vg in vga vgb; do
   lvcreate -q -s -n s2 $vg/o
 done
 now() { cut -d' ' -f1 /proc/uptime; }
+# Overlap is judged by what the kernel shows, not by wall time (TCG on a loaded host stretches every
+# command): at some moment both pools hold a metadata snapshot at once.
+both_held() { [ "$(vmt_held_root vga pool)" != - ] && [ "$(vmt_held_root vgb pool)" != - ]; }
 t0=$(now)
-THINSEND_TEST_HOLD_SECS=5 thinsend-native send vga/s1 > a.stream 2>/dev/null & p1=$!
-THINSEND_TEST_HOLD_SECS=5 thinsend-native send vgb/s1 > b.stream 2>/dev/null & p2=$!
+THINSEND_TEST_HOLD_SECS=8 thinsend-native send vga/s1 > a.stream 2>/dev/null & p1=$!
+THINSEND_TEST_HOLD_SECS=8 thinsend-native send vgb/s1 > b.stream 2>/dev/null & p2=$!
+overlap=no
+while kill -0 $p1 2>/dev/null || kill -0 $p2 2>/dev/null; do
+  if both_held; then overlap=yes; break; fi
+  sleep 0.2
+done
 wait $p1; wait $p2
 t1=$(now)
-par=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
-echo "two pools: $par s"
-awk -v d="$par" 'BEGIN{exit !(d < 8.5)}' || vmt_fail "sends on different pools did not overlap ($par s)"
+echo "two pools: $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') s, both held at once: $overlap"
+[ $overlap = yes ] || vmt_fail "sends on different pools did not hold their metadata snapshots at the same time"
 t0=$(now)
 THINSEND_TEST_HOLD_SECS=5 thinsend-native send vga/s1 > c.stream 2>/dev/null & p1=$!
 THINSEND_TEST_HOLD_SECS=5 thinsend-native send vga/s2 > d.stream 2>/dev/null & p2=$!
