@@ -346,3 +346,7 @@ pub fn check_keys(dev: &MetadataDev, block: u64, (first, last): (u64, u64), lo: 
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "cursor_tests.rs"]
+mod tests;

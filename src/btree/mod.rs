@@ -7,6 +7,8 @@ pub mod mapping;
 pub mod node;
 pub mod runs;
 pub mod seen;
+#[cfg(test)]
+pub(crate) mod testimg;
 pub mod walk;
 
 pub use details::DeviceDetails;

@@ -224,3 +224,105 @@ fn strict_fill(is_leaf: bool, nr: usize, max: usize, is_root: bool) -> Option<Fa
     fill_rule(is_leaf, nr, max, is_root)
         .or_else(|| (!is_root && nr < max / 3).then_some(Fault::Underfull { nr: nr as u32, min: (max / 3) as u32 }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btree::testimg::{run, TestImg};
+
+    /// Tree A: root 1 over leaves 2 (keys 0..4) and 3 (10..14); tree B: root 5 over leaf 2 and leaf 4
+    /// (10..12).
+    fn shared() -> TestImg {
+        let mut t = TestImg::new(20);
+        t.internal(1, &[(0, 2), (10, 3)]).leaf(2, &run(0..4, 100)).leaf(3, &run(10..14, 200));
+        t.internal(5, &[(0, 2), (10, 4)]).leaf(4, &run(10..12, 300));
+        t
+    }
+
+    /// Every event of a walk from a root held by block `parent`, as short strings.
+    fn events_from(dev: &MetadataDev, seen: &mut Seen<u8>, root: u64, tag: u8, parent: u64) -> Vec<String> {
+        let mut w = SeenWalk::new(dev, root, 8, tag, parent);
+        let mut out = Vec::new();
+        while let Some(e) = w.next(seen) {
+            out.push(match e {
+                Event::Ref { block } => format!("ref {block}"),
+                Event::Shared { block, summary } => format!("shared {block} ({} entries)", summary.entries),
+                Event::Foreign { block, tag } => format!("foreign {block} of {tag}"),
+                Event::Underfull(e) => format!("underfull {e}"),
+                Event::Entry { key } => format!("key {key}"),
+                Event::Fault(e) => format!("fault {e}"),
+            });
+        }
+        out
+    }
+
+    /// The events of a walk from the superblock, leaving out the small leaves' fill.
+    fn events(dev: &MetadataDev, seen: &mut Seen<u8>, root: u64, tag: u8) -> Vec<String> {
+        let mut e = events_from(dev, seen, root, tag, 0);
+        e.retain(|e| !e.starts_with("underfull"));
+        e
+    }
+
+    #[test]
+    fn a_subtree_reached_twice_is_read_once_and_answers_from_its_summary() {
+        let dev = shared().dev();
+        let mut seen = Seen::default();
+        let a = events(&dev, &mut seen, 1, 0);
+        assert_eq!(a.iter().filter(|e| e.starts_with("key")).count(), 8);
+        let b = events(&dev, &mut seen, 5, 0);
+        assert_eq!(b, ["ref 5", "ref 2", "shared 2 (4 entries)", "ref 4", "key 10", "key 11"]);
+        assert_eq!(seen.summary(5, 0).map(|s| (s.entries, s.height)), Some((6, 1)));
+        assert_eq!(seen.summary(1, 0).map(|s| s.entries), Some(8));
+        assert_eq!(seen.summary(1, 9), None, "summaries answer for their own tree only");
+    }
+
+    #[test]
+    fn a_pointer_into_the_walk_in_progress_is_a_cycle_and_not_a_reference() {
+        let dev = shared().dev();
+        let mut seen = Seen::default();
+        let mut w = SeenWalk::new(&dev, 1, 8, 0u8, 0);
+        while let Some(e) = w.next(&mut seen) {
+            if let Event::Entry { .. } = e {
+                // As if a leaf entry of tree A pointed at A's root: a nested walk from leaf 2.
+                let inner = events_from(&dev, &mut seen, 1, 0, w.leaf());
+                assert_eq!(inner.len(), 1, "{inner:?}");
+                assert!(inner[0].contains("metadata block 2: child pointer 1 points back"), "{inner:?}");
+                return;
+            }
+        }
+        panic!("no entry");
+    }
+
+    #[test]
+    fn a_shared_subtree_is_checked_against_each_parents_range() {
+        let mut t = shared();
+        t.internal(5, &[(0, 4), (10, 2)]).leaf(4, &run(0..2, 300));
+        let dev = t.dev();
+        let mut seen = Seen::default();
+        events(&dev, &mut seen, 1, 0);
+        let b = events(&dev, &mut seen, 5, 0);
+        assert!(b.iter().any(|e| e.contains("metadata block 2: btree key 0 outside the range [10,")), "{b:?}");
+    }
+
+    #[test]
+    fn a_node_of_another_tree_is_named() {
+        let dev = shared().dev();
+        let mut seen = Seen::default();
+        events(&dev, &mut seen, 1, 0);
+        let b = events(&dev, &mut seen, 5, 7);
+        assert_eq!(&b[..3], ["ref 5", "ref 2", "foreign 2 of 0"]);
+    }
+
+    #[test]
+    fn an_underfull_non_root_leaf_is_reported_and_walked() {
+        let mut t = TestImg::new(20);
+        let full: Vec<(u64, u64)> = (0..100).map(|k| (k, 0)).collect();
+        t.internal(1, &[(0, 2), (100, 3)]).leaf(2, &full).leaf(3, &run(100..102, 0));
+        let dev = t.dev();
+        let e = events_from(&dev, &mut Seen::default(), 1, 0, 0);
+        let under: Vec<&String> = e.iter().filter(|e| e.starts_with("underfull")).collect();
+        assert_eq!(under.len(), 1, "{e:?}");
+        assert!(under[0].contains("metadata block 3: btree node has 2 entries, fewer than the minimum 84"));
+        assert_eq!(e.iter().filter(|e| e.starts_with("key")).count(), 102);
+    }
+}
