@@ -115,25 +115,30 @@ impl<'a> Walk<'a> {
                 (Front::Entry { key }, Front::End) => return Ok(Some(self.left_only(key))),
                 (Front::End, Front::Entry { key }) => return Ok(Some(self.right_only(key))),
                 (Front::Entry { key: a }, Front::Entry { key: b }) => {
-                    if a < b {
-                        return Ok(Some(self.left_only(a)));
+                    if let Some(d) = self.entries(a, b) {
+                        return Ok(Some(d));
                     }
-                    if b < a {
-                        return Ok(Some(self.right_only(b)));
-                    }
-                    let (dl, dr) = (data(self.l.value_u64()), data(self.r.value_u64()));
-                    self.l.skip();
-                    self.r.skip();
-                    if dl == dr {
-                        if self.changed_only {
-                            continue;
-                        }
-                        return Ok(Some(one(Kind::Same, a, Some(dl), Some(dr))));
-                    }
-                    return Ok(Some(one(Kind::Different, a, Some(dl), Some(dr))));
                 }
             }
         }
+    }
+
+    /// Both fronts are entries: the lower key is one side's only, equal keys compare data blocks
+    /// (None: the same, and only changes are wanted).
+    fn entries(&mut self, a: u64, b: u64) -> Option<Delta> {
+        if a < b {
+            return Some(self.left_only(a));
+        }
+        if b < a {
+            return Some(self.right_only(b));
+        }
+        let (dl, dr) = (data(self.l.value_u64()), data(self.r.value_u64()));
+        self.l.skip();
+        self.r.skip();
+        if dl == dr {
+            return (!self.changed_only).then(|| one(Kind::Same, a, Some(dl), Some(dr)));
+        }
+        Some(one(Kind::Different, a, Some(dl), Some(dr)))
     }
 
     fn left_only(&mut self, key: u64) -> Delta {
