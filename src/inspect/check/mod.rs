@@ -183,6 +183,8 @@ struct Checker<'a> {
     details: Vec<(u64, DeviceDetails)>,
     index_entries: Vec<(u64, IndexEntry)>,
     overflow: Vec<(u64, u32)>,
+    /// The top-level or details tree walked last met a subtree walked before.
+    lists_partial: bool,
 }
 
 /// Checks the image or device at `dev` (its live superblock, both space maps, and the held
@@ -209,6 +211,7 @@ pub fn check(dev: &MetadataDev) -> Report {
         details: Vec::new(),
         index_entries: Vec::new(),
         overflow: Vec::new(),
+        lists_partial: false,
     };
     c.run(&sb);
     c.report
@@ -259,7 +262,7 @@ impl Checker<'_> {
                 ),
             );
         }
-        self.thin_trees(sb, "live");
+        self.thin_trees(sb, SUPERBLOCK_LOCATION, "live");
         if sb.held_root != 0 {
             self.metadata_snapshot(sb);
         }

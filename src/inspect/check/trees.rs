@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use super::{Checker, Kind, Tree};
-use crate::btree::details::DeviceDetails;
-use crate::btree::mapping::BlockTime;
+use crate::btree::details::{read_details, DeviceDetails};
+use crate::btree::mapping::{device_roots, BlockTime};
 use crate::btree::node::Value;
 use crate::btree::seen::{Event, SeenWalk};
 use crate::error::{Error, Fault};
 use crate::spacemap::IndexEntry;
-use crate::superblock::{self, SmRoot, Superblock, SUPERBLOCK_LOCATION};
+use crate::superblock::{self, SmRoot, Superblock};
 
 impl Checker<'_> {
     /// Walks the tree of kind `tree` at `root`, whose pointer is held by block `parent`.
@@ -22,7 +22,8 @@ impl Checker<'_> {
             match ev {
                 // Pointers that pass the walk's checks lie inside the device, below `meta_len`.
                 Event::Ref { block } => self.meta_refs.inc(block),
-                Event::Shared { .. } => {}
+                // The top-level and details lists are then gathered whole (`thin_trees`).
+                Event::Shared { .. } => self.lists_partial |= matches!(tree, Tree::Top | Tree::Details),
                 Event::Foreign { block, tag } => self.add(
                     Kind::Structure,
                     format!("block {block} is used both in the {} and in the {}", tag.name(), tree.name()),
@@ -57,14 +58,22 @@ impl Checker<'_> {
         }
     }
 
-    /// The mapping and details trees of one superblock (`which`: "live" or "metadata snapshot").
-    pub(super) fn thin_trees(&mut self, sb: &Superblock, which: &str) {
+    /// The mapping and details trees of the superblock at block `at` (`which`: "live" or "metadata
+    /// snapshot").
+    pub(super) fn thin_trees(&mut self, sb: &Superblock, at: u64, which: &str) {
         self.roots.clear();
         self.details.clear();
-        self.walk(sb.data_mapping_root, Tree::Top, SUPERBLOCK_LOCATION);
-        self.walk(sb.device_details_root, Tree::Details, SUPERBLOCK_LOCATION);
-        let roots = std::mem::take(&mut self.roots);
-        let details = std::mem::take(&mut self.details);
+        self.lists_partial = false;
+        self.walk(sb.data_mapping_root, Tree::Top, at);
+        self.walk(sb.device_details_root, Tree::Details, at);
+        let mut roots = std::mem::take(&mut self.roots);
+        let mut details = std::mem::take(&mut self.details);
+        if self.lists_partial {
+            // A metadata snapshot shares parts of these trees with the live ones, which the walk
+            // does not read twice: the lists are read whole (their faults were reported already).
+            roots = device_roots(self.dev, sb.data_mapping_root).unwrap_or(roots);
+            details = read_details(self.dev, sb.device_details_root).unwrap_or(details);
+        }
         let root_ids: Vec<u64> = roots.iter().map(|r| r.0).collect();
         let detail_ids: Vec<u64> = details.iter().map(|d| d.0).collect();
         if root_ids != detail_ids {
@@ -134,7 +143,7 @@ impl Checker<'_> {
                 ),
             );
         }
-        self.thin_trees(&snap, "metadata snapshot");
+        self.thin_trees(&snap, s, "metadata snapshot");
     }
 
     fn count_data(&mut self, leaf: u64, key: u64, bt: BlockTime) {
