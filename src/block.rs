@@ -84,7 +84,7 @@ impl MetadataDev {
                 nix::fcntl::posix_fadvise(file.as_raw_fd(), 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
         // SAFETY: memmap2 requires that nothing modifies or truncates the file while it is mapped; we
-        // never write it (read-only open and mapping). That the metadata is quiescent is the caller's
+        // never write it (read-only open, read-only shared mapping). That the metadata is quiescent is the caller's
         // contract, as for any reader of dm-thin metadata: an image file not being written, or a
         // metadata device read through the held metadata snapshot, whose blocks the kernel does not
         // change. A writer breaking it can change bytes between the checksum and the decode, and
