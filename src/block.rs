@@ -2,10 +2,13 @@
 //! out as bounds-checked 4 KiB blocks, each checked by the validator of its kind before use.
 
 use std::borrow::Cow;
-use std::fs::File;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::checksum::{self, BlockKind};
 use crate::error::{Error, Fault, Result};
@@ -18,6 +21,43 @@ enum Backing {
     Mem(Vec<u8>),
 }
 
+/// Opens `path` (read-only, or read-write with `write`) only if it is a regular file or a block
+/// device, with its metadata. The open itself does not block: a FIFO, a character device, a socket
+/// or a directory is refused at once with an error naming it, instead of hanging in `open` waiting
+/// for a writer or reading a stream that never ends.
+pub fn open_file_or_block_device(path: &Path, write: bool) -> Result<(File, Metadata)> {
+    let err = |e| Error::io(path, e);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
+    let ft = meta.file_type();
+    let what = if ft.is_file() || ft.is_block_device() {
+        None
+    } else if ft.is_fifo() {
+        Some("a FIFO")
+    } else if ft.is_char_device() {
+        Some("a character device")
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        let msg = format!("is {what}, not a regular file or block device");
+        return Err(err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)));
+    }
+    // Reads and writes of files and block devices then behave as with a plain open.
+    let flags = OFlag::from_bits_truncate(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| err(e.into()))?);
+    fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).map_err(|e| err(e.into()))?;
+    Ok((file, meta))
+}
+
 /// A read-only metadata device or image file.
 pub struct MetadataDev {
     path: PathBuf,
@@ -28,8 +68,7 @@ pub struct MetadataDev {
 impl MetadataDev {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        let (mut file, meta) = open_file_or_block_device(&path, false)?;
         let is_blk = meta.file_type().is_block_device();
         let len = if is_blk { file.seek(SeekFrom::End(0)).map_err(|e| Error::io(&path, e))? } else { meta.len() };
         if len < BLOCK_SIZE as u64 {
@@ -41,17 +80,15 @@ impl MetadataDev {
         if is_blk {
             // The kernel writes metadata through dm-bufio, not through this device's page cache, so
             // cached pages of a live _tmeta may be stale: drop them before mapping.
-            let _ = nix::fcntl::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-                0,
-                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-            );
+            let _ =
+                nix::fcntl::posix_fadvise(file.as_raw_fd(), 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
-        // SAFETY: the mapping is read-only and private to this process. The file is metadata we only
-        // read; a concurrent writer could change bytes under us, which the per-block checksums then
-        // report as corruption rather than causing undefined behaviour in safe code that copies or
-        // compares bytes.
+        // SAFETY: memmap2 requires that nothing modifies or truncates the file while it is mapped; we
+        // never write it (read-only open, read-only shared mapping). That the metadata is quiescent is the caller's
+        // contract, as for any reader of dm-thin metadata: an image file not being written, or a
+        // metadata device read through the held metadata snapshot, whose blocks the kernel does not
+        // change. A writer breaking it can change bytes between the checksum and the decode, and
+        // truncating an image raises SIGBUS; the checksums do not guard against either.
         let backing = match unsafe { memmap2::MmapOptions::new().len(len as usize).map(&file) } {
             Ok(m) => Backing::Map(m),
             Err(_) => Backing::Pread(file),
@@ -111,13 +148,6 @@ impl MetadataDev {
             return Err(self.fault(b, Fault::BlockNumber { kind: kind.name(), found, expected: b }));
         }
         Ok(data)
-    }
-
-    /// Hint that these blocks will be read soon (no-op for pread).
-    pub fn will_need(&self) {
-        if let Backing::Map(m) = &self.backing {
-            let _ = m.advise(memmap2::Advice::WillNeed);
-        }
     }
 
     pub fn fault(&self, block: u64, fault: Fault) -> Error {

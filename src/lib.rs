@@ -7,15 +7,12 @@
 
 pub mod block;
 pub mod btree;
-pub mod check;
 pub mod checksum;
 pub mod cleanup;
 pub mod compat;
-pub mod diff;
-pub mod dump;
 pub mod error;
+pub mod inspect;
 pub mod io;
-pub mod ls;
 pub mod lvm;
 pub mod pool;
 pub mod progress;
@@ -26,3 +23,4 @@ pub mod stream;
 pub mod superblock;
 
 pub use error::{Error, Fault, Result};
+pub use inspect::{check, diff, dump, ls};

@@ -286,3 +286,49 @@ fn inconsistent_device_trees() {
     let img = edited(&b, b.details, BlockKind::Node, |i| set64(i, b.details, d.key_off(0), 0));
     fails("details ids differ", &img, &[], &["inconsistent device ids"]);
 }
+
+/// `check` on `img`: its stdout lines (it must fail, with findings, not an error or a panic).
+fn check_lines(what: &str, img: &[u8]) -> Vec<String> {
+    let image = Image::from_bytes(img);
+    let o = run_limited(bin(), &["check", image.path().to_str().unwrap()], Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1), "{what}: check should report findings: {}", o.stderr);
+    assert!(o.stderr.is_empty(), "{what}: {}", o.stderr);
+    let lines: Vec<String> = o.stdout_str().lines().map(String::from).collect();
+    eprintln!("{what}:\n  {}", lines.join("\n  "));
+    lines
+}
+
+/// The strict checker walks through the same validated walk as the readers: a pointer cycle is its
+/// first finding, naming the block that holds the bad pointer, as `dump` names it.
+#[test]
+fn check_names_a_pointer_cycle() {
+    let Some(b) = base() else { return };
+    let r = RawNode::read(&b.img, b.dev_root);
+    for i in [0, 1, r.nr - 1] {
+        let img = edited(&b, b.dev_root, BlockKind::Node, |img| set64(img, b.dev_root, r.value_off(i), b.dev_root));
+        let lines = check_lines(&format!("child {i} -> its parent"), &img);
+        let first = &lines[0];
+        assert!(first.starts_with("structure: device mapping tree: "), "{first}");
+        assert!(first.contains(&block_msg(b.dev_root)) && first.contains("cycle"), "{first}");
+        assert!(first.contains(&format!("child pointer {}", b.dev_root)), "{first}");
+    }
+}
+
+/// A device root pointing back at the top-level root (here the leaf that holds it) is that cycle,
+/// not a tree with no devices.
+#[test]
+fn check_names_a_device_root_pointing_at_the_top_level_root() {
+    let Some(b) = base() else { return };
+    let t = RawNode::read(&b.img, b.top);
+    let img = edited(&b, b.top, BlockKind::Node, |img| set64(img, b.top, t.value_off(1), b.top));
+    let lines = check_lines("device root -> top-level root", &img);
+    let first = &lines[0];
+    assert!(first.contains(&block_msg(b.top)) && first.contains("cycle"), "{first}");
+    assert!(first.contains(&format!("child pointer {}", b.top)), "{first}");
+    assert!(!lines.iter().any(|l| l.starts_with("device ids:")), "devices misreported: {lines:?}");
+    // Devices 1 and 3 are whole; what else is reported follows from the cycle: device 2's own tree
+    // and its data blocks are referenced by nothing.
+    assert!(lines.last().unwrap().contains(": 2 devices, 3000 mappings,"), "{lines:?}");
+    let kinds = ["structure:", "data leak:", "metadata leak:"];
+    assert!(lines[..lines.len() - 1].iter().all(|l| kinds.iter().any(|k| l.starts_with(k))), "{lines:?}");
+}

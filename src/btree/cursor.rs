@@ -3,10 +3,12 @@
 //! against the key range its parent gives it and the tree's leaf depth, so corrupt pointers (cycles,
 //! pointers into other trees, out of range) end in an error rather than a loop: within one tree a
 //! node can be reached at most once, since sibling ranges are disjoint and non-root nodes are
-//! never empty. `LeafWalker` and the diff engine are both built on this one walk.
+//! never empty. Every walk of the project is built on it: `LeafWalker` (dump, ls, the device lists),
+//! the diff engine and its key windows, the leftmost and rightmost descents below, and the checker's
+//! walk with a seen-set (`btree::seen`), which reads fill apart (`lenient_fill`) to report it.
 
 use crate::block::MetadataDev;
-use crate::btree::node::{read_node, Node};
+use crate::btree::node::{decode, fill_fault, read_node, Node};
 use crate::error::{Fault, Result};
 
 /// No dm-thin tree can be deeper: 2^64 keys with at least 84 entries per non-root node need 11 levels.
@@ -47,6 +49,8 @@ pub struct Cursor<'a> {
     leaf_depth: Option<usize>,
     /// Nodes read so far (including any leftmost descent).
     pub reads: u64,
+    /// Under-full nodes are entered and their fault handed back by `expand_noting`.
+    lenient_fill: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -60,7 +64,13 @@ impl<'a> Cursor<'a> {
             stack: Vec::new(),
             leaf_depth: None,
             reads: 0,
+            lenient_fill: false,
         }
+    }
+
+    /// The same cursor, entering nodes that break the fill rule (`expand_noting` returns the fault).
+    pub fn lenient_fill(self) -> Self {
+        Cursor { lenient_fill: true, ..self }
     }
 
     /// A cursor before the root of a tree whose leaves are known to be at `leaf_depth`.
@@ -88,21 +98,52 @@ impl<'a> Cursor<'a> {
 
 /// The depth of a tree's leaves (0 = the root is a leaf), from its leftmost path, and blocks read.
 pub fn leaf_depth(dev: &MetadataDev, root: u64, leaf_value_size: usize) -> Result<(usize, u64)> {
-    let mut path: Vec<u64> = Vec::new();
-    let mut block = root;
-    loop {
-        let node = read_node(dev, block, leaf_value_size, path.is_empty())?;
-        if node.is_leaf {
-            break;
-        }
-        path.push(block);
-        if path.len() > MAX_DEPTH {
-            return Err(dev.fault(block, Fault::TooDeep(MAX_DEPTH as u32)));
-        }
-        block = node.child(0);
-        check_pointer(dev, *path.last().expect("pushed"), path.iter().copied(), block)?;
+    let mut c = Cursor::new(dev, root, leaf_value_size);
+    while let Front::Sub { .. } = c.front() {
+        c.expand()?;
     }
-    Ok((path.len(), path.len() as u64 + 1))
+    Ok((c.leaf_depth.unwrap_or(0), c.reads))
+}
+
+/// The highest key of a tree (None if it is empty), read down its rightmost edge: one node per
+/// level, each with all the walk's checks. For `send`, the last block a thin device maps.
+pub fn last_key(dev: &MetadataDev, root: u64, leaf_value_size: usize) -> Result<Option<u64>> {
+    let mut c = Cursor::new(dev, root, leaf_value_size);
+    let mut last = None;
+    loop {
+        match c.front() {
+            Front::End => return Ok(last),
+            // Only the rightmost child has no upper bound.
+            Front::Sub { hi: None, .. } => c.expand()?,
+            Front::Sub { .. } => c.skip(),
+            Front::Entry { key } => {
+                last = Some(key);
+                c.skip();
+            }
+        }
+    }
+}
+
+/// The keys that separate the subtrees at `depth` (1 = the root's children) of a tree: each such
+/// subtree's lower bound, except for the first child of each node. Nothing below `depth` is read.
+pub fn boundaries(dev: &MetadataDev, root: u64, leaf_value_size: usize, depth: usize) -> Result<Vec<u64>> {
+    let mut c = Cursor::new(dev, root, leaf_value_size);
+    let mut keys = Vec::new();
+    loop {
+        match c.front() {
+            Front::End => return Ok(keys),
+            Front::Sub { depth: d, .. } if d < depth => c.expand()?,
+            Front::Sub { lo, .. } => {
+                if c.position() > 0 {
+                    keys.push(lo);
+                }
+                c.skip();
+            }
+            Front::Entry { .. } => {
+                c.take_leaf();
+            }
+        }
+    }
 }
 
 impl<'a> Cursor<'a> {
@@ -120,6 +161,32 @@ impl<'a> Cursor<'a> {
     /// Depth of the node the cursor is inside (0 before the root is entered).
     pub fn depth(&self) -> usize {
         self.stack.len()
+    }
+
+    /// The leaf depth if a leaf has been reached (or it was given).
+    pub fn known_leaf_depth(&self) -> Option<usize> {
+        self.leaf_depth
+    }
+
+    /// Records that leaves lie at depth `d` (a shared subtree seen in another walk says so); false
+    /// if a leaf was already found at another depth.
+    pub fn learn_leaf_depth(&mut self, d: usize) -> bool {
+        *self.leaf_depth.get_or_insert(d) == d
+    }
+
+    /// The node the cursor is inside.
+    pub fn node(&self) -> Option<&Node<'a>> {
+        self.stack.last().map(|f| &f.node)
+    }
+
+    /// Index of the front within the node the cursor is inside (0 at the root).
+    pub fn position(&self) -> usize {
+        self.stack.last().map_or(0, |f| f.next)
+    }
+
+    /// The block of the node holding the front (None at the root).
+    pub fn parent(&self) -> Option<u64> {
+        self.stack.last().map(|f| f.node.block)
     }
 
     pub fn front(&mut self) -> Front {
@@ -167,6 +234,25 @@ impl<'a> Cursor<'a> {
 
     /// Reads the front subtree's node and moves into it.
     pub fn expand(&mut self) -> Result<()> {
+        self.expand_noting().map(|_| ())
+    }
+
+    /// Checks the front subtree's pointer without reading it: inside the device, and not back to a
+    /// node on the path from the root. The error names the parent.
+    pub fn check_front(&self) -> Result<()> {
+        match (self.root, self.stack.last()) {
+            (None, Some(top)) => {
+                let child = top.node.child(top.next);
+                check_pointer(self.dev, top.node.block, self.stack.iter().map(|f| f.node.block), child)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `expand`; with `lenient_fill`, a node breaking the fill rule is entered and its fault returned.
+    /// On an error the cursor has passed over the subtree, so a walk can go on with its siblings.
+    pub fn expand_noting(&mut self) -> Result<Option<Fault>> {
+        let checked = self.check_front();
         let (block, lo, hi, depth) = if let Some(root) = self.root.take() {
             (root, 0, None, 0)
         } else {
@@ -177,14 +263,24 @@ impl<'a> Cursor<'a> {
             let hi = if i + 1 < top.node.len() { Some(top.node.key(i + 1)) } else { top.hi };
             (top.node.child(i), top.node.key(i), hi, depth)
         };
-        if let Some(parent) = self.stack.last() {
-            check_pointer(self.dev, parent.node.block, self.stack.iter().map(|f| f.node.block), block)?;
-        }
-        let node = read_node(self.dev, block, self.leaf_value_size, depth == 0)?;
+        checked?;
+        let (node, noted) = if self.lenient_fill {
+            let node = decode(self.dev, block, self.leaf_value_size)?;
+            let f = fill_fault(&node, depth == 0);
+            (node, f)
+        } else {
+            (read_node(self.dev, block, self.leaf_value_size, depth == 0)?, None)
+        };
         self.reads += 1;
         if depth > 0 {
             check_range(self.dev, &node, lo, hi)?;
         }
+        self.check_depth(&node, depth)?;
+        self.stack.push(Frame { node, next: 0, hi });
+        Ok(noted)
+    }
+
+    fn check_depth(&mut self, node: &Node<'_>, depth: usize) -> Result<()> {
         let bad = match self.leaf_depth {
             None if node.is_leaf => {
                 self.leaf_depth = Some(depth);
@@ -194,13 +290,12 @@ impl<'a> Cursor<'a> {
             Some(d) => (node.is_leaf != (depth == d) || depth > d).then_some(d),
         };
         if depth > MAX_DEPTH {
-            return Err(self.dev.fault(block, Fault::TooDeep(MAX_DEPTH as u32)));
+            return Err(self.dev.fault(node.block, Fault::TooDeep(MAX_DEPTH as u32)));
         }
         if let Some(d) = bad {
             let what = if node.is_leaf { "a leaf" } else { "an internal node" };
-            return Err(self.dev.fault(block, Fault::Depth { depth: depth as u32, leaf_depth: d as u32, what }));
+            return Err(self.dev.fault(node.block, Fault::Depth { depth: depth as u32, leaf_depth: d as u32, what }));
         }
-        self.stack.push(Frame { node, next: 0, hi });
         Ok(())
     }
 
@@ -240,10 +335,18 @@ pub fn check_range(dev: &MetadataDev, node: &Node<'_>, lo: u64, hi: Option<u64>)
     if node.is_empty() {
         return Ok(());
     }
-    let (first, last) = (node.key(0), node.key(node.len() - 1));
+    check_keys(dev, node.block, (node.key(0), node.key(node.len() - 1)), lo, hi)
+}
+
+/// Checks that the keys `first..=last` of the subtree at `block` lie in `[lo, hi)`.
+pub fn check_keys(dev: &MetadataDev, block: u64, (first, last): (u64, u64), lo: u64, hi: Option<u64>) -> Result<()> {
     let bad = if first < lo { Some(first) } else { hi.filter(|&h| last >= h).map(|_| last) };
     match bad {
-        Some(key) => Err(dev.fault(node.block, Fault::KeyOutOfParentRange { key, lo, hi: hi.unwrap_or(u64::MAX) })),
+        Some(key) => Err(dev.fault(block, Fault::KeyOutOfParentRange { key, lo, hi: hi.unwrap_or(u64::MAX) })),
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "cursor_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! The two-level mapping tree: dev id -> bottom-level root; virtual block -> (data block, time).
 
 use crate::block::MetadataDev;
+use crate::btree::cursor::last_key;
 use crate::btree::node::Value;
 use crate::btree::walk::LeafWalker;
 use crate::error::{Fault, Result};
@@ -51,6 +52,12 @@ pub fn device_roots(dev: &MetadataDev, mapping_root: u64) -> Result<Vec<(u64, u6
         }
     }
     Ok(roots)
+}
+
+/// The highest virtual block a device maps (None if it maps none), down the rightmost edge of its
+/// tree through the walker: a few metadata blocks, not a walk of every mapping.
+pub fn last_mapped_block(dev: &MetadataDev, root: u64) -> Result<Option<u64>> {
+    last_key(dev, root, BlockTime::SIZE)
 }
 
 /// Every mapping of one device, in virtual block order.

@@ -1,9 +1,14 @@
-//! dm-thin btrees: node decoding and packing, the validated walk, and the two thin trees.
+//! dm-thin btrees: node decoding and packing, the one validated walk (`cursor`) and what is built on
+//! it (`walk` for every leaf, `seen` for the checker), the two thin trees, and the run-coalescer.
 
 pub mod cursor;
 pub mod details;
 pub mod mapping;
 pub mod node;
+pub mod runs;
+pub mod seen;
+#[cfg(test)]
+pub(crate) mod testimg;
 pub mod walk;
 
 pub use details::DeviceDetails;

@@ -1,5 +1,5 @@
 //! A btree node: one 4 KiB block with a 32-byte header, `max_entries` le64 keys, then the values.
-//! `read_node` is the one validator every node passes through; `NodeBuilder` packs nodes for mkmeta.
+//! `decode` is the one validator every node passes through; `pack_node` packs nodes for tests and mkmeta.
 
 use std::borrow::Cow;
 
@@ -94,13 +94,24 @@ impl<'a> Node<'a> {
 }
 
 /// Reads block `b` as a btree node whose leaves hold `leaf_value_size`-byte values, checking the
-/// checksum, block number, flags, value size, capacity, entry count, fill (for non-root internal
-/// nodes) and key order.
+/// checksum, block number, flags, value size, capacity, entry count, the fill rule ([`fill_fault`],
+/// for a node at the root or not) and key order. Walks go through `btree::cursor`.
 pub fn read_node(dev: &MetadataDev, b: u64, leaf_value_size: usize, is_root: bool) -> Result<Node<'_>> {
+    decode_checked(dev, b, leaf_value_size, Some(is_root))
+}
+
+/// `read_node` without the fill rule, for a checker that reports fill apart.
+pub fn decode(dev: &MetadataDev, b: u64, leaf_value_size: usize) -> Result<Node<'_>> {
+    decode_checked(dev, b, leaf_value_size, None)
+}
+
+fn decode_checked(dev: &MetadataDev, b: u64, leaf_value_size: usize, is_root: Option<bool>) -> Result<Node<'_>> {
     let data = dev.read(b, BlockKind::Node)?;
-    let (is_leaf, nr, value_base, value_size) =
-        check_header(&data, leaf_value_size, is_root).map_err(|f| dev.fault(b, f))?;
+    let (is_leaf, nr, value_base, value_size) = check_header(&data, leaf_value_size).map_err(|f| dev.fault(b, f))?;
     let node = Node { data, block: b, is_leaf, nr, value_base, value_size };
+    if let Some(f) = is_root.and_then(|r| fill_fault(&node, r)) {
+        return Err(dev.fault(b, f));
+    }
     let mut prev = None;
     for i in 0..nr {
         let k = node.key(i);
@@ -114,7 +125,27 @@ pub fn read_node(dev: &MetadataDev, b: u64, leaf_value_size: usize, is_root: boo
     Ok(node)
 }
 
-fn check_header(d: &[u8], leaf_value_size: usize, is_root: bool) -> Result<(bool, usize, usize, usize), Fault> {
+/// The fill rule: a non-root internal node holds at least max_entries / 3 entries, and only a root
+/// leaf may be empty. Under-full leaves are accepted: both thin_dumps read them and Rust thin_check
+/// allows them in device trees (kernels have left them after removals). Empty ones are not
+/// (thin_dump refuses them).
+pub fn fill_fault(node: &Node<'_>, is_root: bool) -> Option<Fault> {
+    fill_rule(node.is_leaf, node.len(), node.max_entries(), is_root)
+}
+
+/// [`fill_fault`] for a node of `nr` entries out of `max`.
+pub fn fill_rule(is_leaf: bool, nr: usize, max: usize, is_root: bool) -> Option<Fault> {
+    let (nr, max) = (nr as u32, max as u32);
+    if !is_root && !is_leaf && nr < max / 3 {
+        return Some(Fault::Underfull { nr, min: max / 3 });
+    }
+    if nr == 0 && !(is_root && is_leaf) {
+        return Some(Fault::EmptyInternal);
+    }
+    None
+}
+
+fn check_header(d: &[u8], leaf_value_size: usize) -> Result<(bool, usize, usize, usize), Fault> {
     let flags = LE::read_u32(&d[4..]);
     let nr = LE::read_u32(&d[16..]);
     let max = LE::read_u32(&d[20..]);
@@ -137,40 +168,7 @@ fn check_header(d: &[u8], leaf_value_size: usize, is_root: bool) -> Result<(bool
     if nr > max {
         return Err(Fault::NrEntries { nr, max });
     }
-    // Under-full leaves are accepted: both thin_dumps read them and Rust thin_check allows them in
-    // device trees (kernels have left them after removals). Empty ones are not (thin_dump refuses them).
-    if !is_root && !is_leaf && nr < max / 3 {
-        return Err(Fault::Underfull { nr, min: max / 3 });
-    }
-    if nr == 0 && !(is_root && is_leaf) {
-        return Err(Fault::EmptyInternal);
-    }
     Ok((is_leaf, nr as usize, HEADER_SIZE + 8 * max as usize, vs as usize))
-}
-
-/// Packs a node into a 4 KiB block with the kernel's layout and a valid checksum.
-pub struct NodeBuilder {
-    pub is_leaf: bool,
-    pub value_size: usize,
-    pub keys: Vec<u64>,
-    pub values: Vec<u8>,
-}
-
-impl NodeBuilder {
-    pub fn new(is_leaf: bool, value_size: usize) -> Self {
-        NodeBuilder { is_leaf, value_size, keys: Vec::new(), values: Vec::new() }
-    }
-
-    pub fn push<V: Value>(&mut self, key: u64, v: &V) {
-        let off = self.values.len();
-        self.values.resize(off + V::SIZE, 0);
-        v.pack(&mut self.values[off..]);
-        self.keys.push(key);
-    }
-
-    pub fn pack(&self, block: u64) -> Vec<u8> {
-        pack_node(block, self.is_leaf, self.value_size, &self.keys, &self.values)
-    }
 }
 
 /// Packs `keys` and their concatenated `values` into a node block at location `block`.

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::btree::mapping::mappings;
 use crate::error::{Error, Result};
+use crate::inspect::counts::Counts;
 use crate::pool::Pool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,61 +81,11 @@ pub struct Row {
     pub snap_time: u32,
 }
 
-/// Blocks per chunk of [`UseCounts`]: 2 bits each in 256 words.
-const CHUNK_BLOCKS: u64 = 256 * 32;
-
-/// Saturating 2-bit use counts (0, 1, 2 = "two or more") per data block, in chunks allocated on
-/// first use: memory follows the blocks actually mapped, not a data-device size or a data block
-/// number read from (possibly corrupt) metadata.
-#[derive(Default)]
-struct UseCounts {
-    chunks: Vec<[u64; 256]>,
-    index: std::collections::HashMap<u64, usize>,
-    /// The chunk used last: runs of mappings mostly stay in one chunk.
-    last: Option<(u64, usize)>,
-}
-
-impl UseCounts {
-    fn chunk(&mut self, b: u64) -> &mut [u64; 256] {
-        let c = b / CHUNK_BLOCKS;
-        let i = match self.last {
-            Some((lc, li)) if lc == c => li,
-            _ => {
-                let n = self.chunks.len();
-                let i = *self.index.entry(c).or_insert(n);
-                if i == n {
-                    self.chunks.push([0; 256]);
-                }
-                self.last = Some((c, i));
-                i
-            }
-        };
-        &mut self.chunks[i]
-    }
-
-    fn slot(b: u64) -> (usize, u64) {
-        let o = b % CHUNK_BLOCKS;
-        ((o / 32) as usize, (o % 32) * 2)
-    }
-
-    fn get(&mut self, b: u64) -> u64 {
-        let (w, s) = Self::slot(b);
-        (self.chunk(b)[w] >> s) & 3
-    }
-
-    fn inc(&mut self, b: u64) {
-        let (w, s) = Self::slot(b);
-        let word = &mut self.chunk(b)[w];
-        if (*word >> s) & 3 < 2 {
-            *word += 1 << s;
-        }
-    }
-}
-
 /// One row per device. Like thin_ls, walks every device's tree in full, so blocks of a subtree two
 /// devices share count as used twice (shared), as do blocks two leaves map.
 pub fn rows(pool: &Pool) -> Result<Vec<Row>> {
-    let mut uses = UseCounts::default();
+    // Memory follows the blocks mapped (sparse counts), not the data device's size.
+    let mut uses = Counts::default();
     for d in &pool.devices {
         for m in mappings(&pool.dev, d.root) {
             uses.inc(m?.1.data_block);

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 
 use rayon::prelude::*;
 
-use crate::btree::cursor::leaf_depth;
-use crate::btree::node::read_node;
+use crate::btree::cursor::{boundaries, leaf_depth};
+use crate::btree::runs::{coalesce, Coalescer};
 use crate::error::Result;
 use crate::pool::{Device, Pool};
 
@@ -49,14 +49,32 @@ impl Delta {
         self.begin + self.length
     }
 
-    /// Whether `next` continues this piece: same kind, adjacent, and data-contiguous on both sides.
-    fn extends(&self, next: &Delta) -> bool {
+    /// Extends this piece by `next` if it continues it: same kind, adjacent, and data-contiguous on
+    /// both sides.
+    fn join(&mut self, next: &Delta) -> bool {
         let cont = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => a + self.length == b,
             (None, None) => true,
             _ => false,
         };
-        self.kind == next.kind && self.end() == next.begin && cont(self.left, next.left) && cont(self.right, next.right)
+        let ok = self.kind == next.kind
+            && self.end() == next.begin
+            && cont(self.left, next.left)
+            && cont(self.right, next.right);
+        if ok {
+            self.length += next.length;
+        }
+        ok
+    }
+
+    /// thin_delta's simple form: extends this piece by an adjacent one of the same kind, whatever
+    /// their data blocks.
+    fn join_simple(&mut self, next: &Delta) -> bool {
+        let ok = self.kind == next.kind && self.end() == next.begin;
+        if ok {
+            self.length += next.length;
+        }
+        ok
     }
 }
 
@@ -103,7 +121,7 @@ pub fn delta<'a>(pool: &'a Pool, left: &Device, right: &Device, opts: Options) -
         let roots = ((left.root, Some(ld)), (right.root, Some(rd)));
         Source::Par { pool, roots, opts, windows, next: 0, ready: VecDeque::new() }
     };
-    Ok(Diff { source, cur: None, stats, failed: false })
+    Ok(Diff { source, cur: Coalescer::new(Delta::join), stats, failed: false })
 }
 
 enum Source<'a> {
@@ -122,24 +140,10 @@ enum Source<'a> {
 /// roots alone give few), so that windows split the trees along subtree boundaries.
 fn windows(pool: &Pool, left: u64, right: u64) -> Result<Vec<(u64, Option<u64>)>> {
     let dev = &pool.dev;
-    let mut keys = Vec::new();
-    let mut inner = Vec::new();
-    for root in [left, right] {
-        let n = read_node(dev, root, 8, true)?;
-        if !n.is_leaf {
-            keys.extend((1..n.len()).map(|i| n.key(i)));
-            if root == left {
-                inner.extend((0..n.len()).map(|i| n.child(i)));
-            }
-        }
-    }
+    let mut keys = boundaries(dev, left, 8, 1)?;
+    keys.extend(boundaries(dev, right, 8, 1)?);
     if keys.len() < 64 {
-        for c in inner {
-            let n = read_node(dev, c, 8, false)?;
-            if !n.is_leaf {
-                keys.extend((1..n.len()).map(|i| n.key(i)));
-            }
-        }
+        keys.extend(boundaries(dev, left, 8, 2)?);
     }
     keys.sort_unstable();
     keys.dedup();
@@ -153,23 +157,24 @@ fn windows(pool: &Pool, left: u64, right: u64) -> Result<Vec<(u64, Option<u64>)>
     Ok(w)
 }
 
+type JoinFn = fn(&mut Delta, &Delta) -> bool;
+
 /// The pieces of a delta, in ascending order; `stats()` counts what was read and produced so far.
 pub struct Diff<'a> {
     source: Source<'a>,
-    cur: Option<Delta>,
+    cur: Coalescer<Delta, JoinFn>,
     stats: Stats,
     failed: bool,
 }
 
-/// One window's coalesced pieces, with the blocks read and shared subtrees skipped.
+/// One window's coalesced pieces.
 fn run_window(w: &mut engine::Walk<'_>) -> Result<Vec<Delta>> {
     let mut out: Vec<Delta> = Vec::new();
+    let mut c = Coalescer::new(Delta::join);
     while let Some(d) = w.step()? {
-        match out.last_mut() {
-            Some(c) if c.extends(&d) => c.length += d.length,
-            _ => out.push(d),
-        }
+        out.extend(c.push(d));
     }
+    out.extend(c.finish());
     Ok(out)
 }
 
@@ -235,48 +240,23 @@ impl Iterator for Diff<'_> {
             return None;
         }
         loop {
-            match self.next_piece() {
-                Ok(Some(d)) => match &mut self.cur {
-                    Some(c) if c.extends(&d) => c.length += d.length,
-                    _ => {
-                        if let Some(done) = self.cur.replace(d) {
-                            self.count(&done);
-                            return Some(Ok(done));
-                        }
-                    }
-                },
-                Ok(None) => {
-                    let done = self.cur.take()?;
-                    self.count(&done);
-                    return Some(Ok(done));
-                }
+            let done = match self.next_piece() {
+                Ok(Some(d)) => self.cur.push(d),
+                Ok(None) => Some(self.cur.finish()?),
                 Err(e) => {
                     self.failed = true;
                     return Some(Err(e));
                 }
+            };
+            if let Some(done) = done {
+                self.count(&done);
+                return Some(Ok(done));
             }
         }
     }
 }
 
 /// thin_delta's simple form: adjacent pieces of one kind merged whatever their data blocks.
-pub fn coalesce_simple<I: Iterator<Item = Result<Delta>>>(mut it: I) -> impl Iterator<Item = Result<Delta>> {
-    let mut cur: Option<Delta> = None;
-    std::iter::from_fn(move || loop {
-        match it.next() {
-            Some(Ok(d)) => match &mut cur {
-                Some(c) if c.kind == d.kind && c.end() == d.begin => c.length += d.length,
-                _ => {
-                    if let Some(done) = cur.replace(d) {
-                        return Some(Ok(done));
-                    }
-                }
-            },
-            Some(Err(e)) => {
-                cur = None;
-                return Some(Err(e));
-            }
-            None => return cur.take().map(Ok),
-        }
-    })
+pub fn coalesce_simple<I: Iterator<Item = Result<Delta>>>(it: I) -> impl Iterator<Item = Result<Delta>> {
+    coalesce(it, Delta::join_simple)
 }

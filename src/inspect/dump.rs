@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use crate::btree::mapping::{mappings, BlockTime};
+use crate::btree::runs::coalesce;
 use crate::error::{Error, Result};
 use crate::pool::{Device, Pool};
 
@@ -22,29 +23,25 @@ pub struct Run {
     pub time: u32,
 }
 
+impl Run {
+    /// Extends the run by `next` if it continues it in virtual and data blocks with the same time.
+    fn join(&mut self, next: &Run) -> bool {
+        let ok = next.origin_begin == self.origin_begin + self.length
+            && next.data_begin == self.data_begin + self.length
+            && next.time == self.time;
+        if ok {
+            self.length += next.length;
+        }
+        ok
+    }
+}
+
 /// Groups one device's mappings into thin_dump's runs.
 pub fn runs<'a>(pool: &'a Pool, d: &Device) -> impl Iterator<Item = Result<Run>> + 'a {
-    let mut it = mappings(&pool.dev, d.root);
-    let mut cur: Option<Run> = None;
-    std::iter::from_fn(move || loop {
-        match it.next() {
-            Some(Ok((k, BlockTime { data_block, time }))) => match &mut cur {
-                Some(r)
-                    if k == r.origin_begin + r.length && data_block == r.data_begin + r.length && time == r.time =>
-                {
-                    r.length += 1
-                }
-                _ => {
-                    let next = Run { origin_begin: k, data_begin: data_block, length: 1, time };
-                    if let Some(done) = cur.replace(next) {
-                        return Some(Ok(done));
-                    }
-                }
-            },
-            Some(Err(e)) => return Some(Err(e)),
-            None => return cur.take().map(Ok),
-        }
-    })
+    let single = |m: Result<(u64, BlockTime)>| {
+        m.map(|(k, BlockTime { data_block, time })| Run { origin_begin: k, data_begin: data_block, length: 1, time })
+    };
+    coalesce(mappings(&pool.dev, d.root).map(single), Run::join)
 }
 
 pub struct Options {

@@ -115,25 +115,30 @@ impl<'a> Walk<'a> {
                 (Front::Entry { key }, Front::End) => return Ok(Some(self.left_only(key))),
                 (Front::End, Front::Entry { key }) => return Ok(Some(self.right_only(key))),
                 (Front::Entry { key: a }, Front::Entry { key: b }) => {
-                    if a < b {
-                        return Ok(Some(self.left_only(a)));
+                    if let Some(d) = self.entries(a, b) {
+                        return Ok(Some(d));
                     }
-                    if b < a {
-                        return Ok(Some(self.right_only(b)));
-                    }
-                    let (dl, dr) = (data(self.l.value_u64()), data(self.r.value_u64()));
-                    self.l.skip();
-                    self.r.skip();
-                    if dl == dr {
-                        if self.changed_only {
-                            continue;
-                        }
-                        return Ok(Some(one(Kind::Same, a, Some(dl), Some(dr))));
-                    }
-                    return Ok(Some(one(Kind::Different, a, Some(dl), Some(dr))));
                 }
             }
         }
+    }
+
+    /// Both fronts are entries: the lower key is one side's only, equal keys compare data blocks
+    /// (None: the same, and only changes are wanted).
+    fn entries(&mut self, a: u64, b: u64) -> Option<Delta> {
+        if a < b {
+            return Some(self.left_only(a));
+        }
+        if b < a {
+            return Some(self.right_only(b));
+        }
+        let (dl, dr) = (data(self.l.value_u64()), data(self.r.value_u64()));
+        self.l.skip();
+        self.r.skip();
+        if dl == dr {
+            return (!self.changed_only).then(|| one(Kind::Same, a, Some(dl), Some(dr)));
+        }
+        Some(one(Kind::Different, a, Some(dl), Some(dr)))
     }
 
     fn left_only(&mut self, key: u64) -> Delta {
@@ -146,5 +151,87 @@ impl<'a> Walk<'a> {
         let d = data(self.r.value_u64());
         self.r.skip();
         one(Kind::RightOnly, key, None, Some(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btree::testimg::{bt, run, TestImg};
+
+    /// Left: root 1 over leaves 3 (keys 0..4) and 2 (10..14). Right: root 5 over leaf 4, which keeps
+    /// 0 and 1, remaps 2, drops 3 and adds 4, and the same leaf 2.
+    fn pair() -> TestImg {
+        let mut t = TestImg::new(20);
+        t.internal(1, &[(0, 3), (10, 2)]).leaf(3, &run(0..4, 200)).leaf(2, &run(10..14, 100));
+        t.internal(5, &[(0, 4), (10, 2)]).leaf(4, &[(0, bt(200)), (1, bt(201)), (2, bt(900)), (4, bt(901))]);
+        t
+    }
+
+    fn steps(dev: &MetadataDev, (left, right): (u64, u64), changed_only: bool) -> (Vec<(Kind, u64)>, u64, u64) {
+        let opts = Options { changed_only, sequential: true };
+        let mut w = Walk::window(dev, (left, None), (right, None), opts, 0, None);
+        let mut out = Vec::new();
+        while let Some(d) = w.step().unwrap() {
+            assert_eq!(d.length, 1);
+            out.push((d.kind, d.begin));
+        }
+        (out, w.shared, w.reads())
+    }
+
+    const CHANGES: [(Kind, u64); 3] = [(Kind::Different, 2), (Kind::LeftOnly, 3), (Kind::RightOnly, 4)];
+
+    #[test]
+    fn changed_only_skips_a_shared_subtree_unread() {
+        let mut t = pair();
+        // The shared leaf 2 made unreadable: the walk must not touch it.
+        t.internal(2, &[]);
+        let (s, shared, _) = steps(&t.dev(), (1, 5), true);
+        assert_eq!(s, CHANGES);
+        assert_eq!(shared, 1);
+    }
+
+    #[test]
+    fn a_full_diff_reads_a_shared_subtree_once_and_reports_it_same() {
+        let (s, shared, reads) = steps(&pair().dev(), (1, 5), false);
+        let same = |k| (Kind::Same, k);
+        let mut want = vec![same(0), same(1)];
+        want.extend(CHANGES);
+        want.extend([same(10), same(11), same(12), same(13)]);
+        assert_eq!(s, want);
+        // Two leftmost descents for the leaf depths (4 nodes), then roots 1 and 5, leaves 3 and 4,
+        // and leaf 2 once.
+        assert_eq!((shared, reads), (1, 9));
+    }
+
+    #[test]
+    fn a_window_compares_only_its_keys() {
+        let dev = pair().dev();
+        let opts = Options { changed_only: false, sequential: true };
+        let mut w = Walk::window(&dev, (1, Some(1)), (5, Some(1)), opts, 1, Some(4));
+        let mut got = Vec::new();
+        while let Some(d) = w.step().unwrap() {
+            got.push((d.kind, d.begin, d.left, d.right));
+        }
+        let want = [
+            (Kind::Same, 1, Some(201), Some(201)),
+            (Kind::Different, 2, Some(202), Some(900)),
+            (Kind::LeftOnly, 3, Some(203), None),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn trees_of_different_heights_stay_aligned() {
+        // Right is one leaf holding what left holds in two: all the same, nothing shared.
+        let mut t = pair();
+        let mut all = run(0..4, 200);
+        all.extend(run(10..14, 100));
+        t.leaf(6, &all);
+        let dev = t.dev();
+        assert_eq!(steps(&dev, (1, 6), true).0, []);
+        let (s, shared, _) = steps(&dev, (6, 1), false);
+        assert_eq!(s, all.iter().map(|e| (Kind::Same, e.0)).collect::<Vec<_>>());
+        assert_eq!(shared, 0);
     }
 }
