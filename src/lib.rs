@@ -24,5 +24,6 @@ pub mod send;
 pub mod spacemap;
 pub mod stream;
 pub mod superblock;
+pub mod text;
 
 pub use error::{Error, Fault, Result};

@@ -83,6 +83,7 @@ impl Sink for Inspect<'_> {
             Record::Optional { code, length } => {
                 writeln!(self.out, "@{at} {k:<6} code={code:#x} length={length} (skipped)")
             }
+            Record::VolumeSize { size } => writeln!(self.out, "@{at} {k} size={size}"),
             Record::End { records } => writeln!(self.out, "@{at} {k:<6} records={records}"),
             Record::Begin => writeln!(self.out, "@{at} {k}"),
         }
