@@ -26,9 +26,21 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// [`escape`] of an optional string.
-pub fn escape_opt(s: &Option<String>) -> Option<String> {
-    s.as_deref().map(escape)
+/// Serialized JSON with DEL and C1 controls escaped as well (serde_json escapes only C0 controls,
+/// `"` and `\`). Both can only occur inside JSON strings, where `\u00XX` means the same character.
+pub fn json_safe(json: String) -> String {
+    if !json.chars().any(|c| c as u32 == 0x7f || (0x80..0xa0).contains(&(c as u32))) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c as u32 == 0x7f || (0x80..0xa0).contains(&(c as u32)) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -48,5 +60,13 @@ mod tests {
             let e = escape(&c.to_string());
             assert!(e.chars().all(|c| !c.is_control()), "{c:?} left a control char in {e:?}");
         }
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_without_del_or_c1() {
+        let v = serde_json::json!({ "lv": "a\u{7f}b\u{9b}c\n\u{1b}" });
+        let j = json_safe(serde_json::to_string(&v).unwrap());
+        assert!(j.chars().all(|c| !c.is_control()), "{j:?}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&j).unwrap(), v);
     }
 }
