@@ -306,7 +306,8 @@ pub fn send_plan(
         pending: None,
         buf: Vec::new(),
         tee: None,
-        progress: Progress::new(opts.progress, "sent", Some(totals.data_bytes)),
+        // Into a pipe, the receiver may draw its progress on the same terminal: it owns the line.
+        progress: Progress::new(opts.progress, "sent", Some(totals.data_bytes)).lines_only(sys::is_pipe(out)),
     };
     let r = (|| -> Result<()> {
         let start = sender.writer.start();
