@@ -63,11 +63,11 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
         writeln!(
             p.out,
             "# {} records: {} DATA ({} bytes), {} UNMAP ({} bytes); {} stream bytes",
-            totals.records,
-            totals.data_records,
-            totals.data_bytes,
-            totals.unmap_records,
-            totals.unmap_bytes,
+            totals.counts.records,
+            totals.counts.data_records,
+            totals.counts.data_bytes,
+            totals.counts.unmap_records,
+            totals.counts.unmap_bytes,
             totals.stream_bytes
         )
         .map_err(w)?;

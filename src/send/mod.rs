@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::pool::{Device, Pool};
 use crate::progress::{self, human, Progress};
-use crate::stream::{self, native, Format, RecordWriter};
+use crate::stream::{self, native, Counts, Format, RecordWriter};
 use copy::{Out, Readahead, Sender, Source};
 use plan::Emit;
 
@@ -106,14 +106,11 @@ impl Default for Options {
     }
 }
 
-/// What a send wrote.
+/// What a send wrote: the stream's counts and its size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
-    pub records: u64,
-    pub data_records: u64,
-    pub unmap_records: u64,
-    pub data_bytes: u64,
-    pub unmap_bytes: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub stream_bytes: u64,
 }
 
@@ -145,9 +142,7 @@ struct Count {
 
 impl Emit for Count {
     fn data(&mut self, offset: u64, len: u64) -> Result<()> {
-        self.t.records += 1;
-        self.t.data_records += 1;
-        self.t.data_bytes += len;
+        self.t.counts.add_data(len);
         self.framing += self.w.data(offset, len, 0).len() as u64;
         Ok(())
     }
@@ -156,9 +151,7 @@ impl Emit for Count {
         Ok(())
     }
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
-        self.t.records += 1;
-        self.t.unmap_records += 1;
-        self.t.unmap_bytes += len;
+        self.t.counts.add_unmap(len);
         self.framing += self.w.unmap(offset, len).len() as u64;
         Ok(())
     }
@@ -214,12 +207,12 @@ impl Plan<'_> {
         let mut c = Count { t: Totals::default(), w: self.writer(header, [0; 16]), framing: 0, source_end: 0 };
         self.walk(&mut c)?;
         let mut t = c.t;
-        header.data_bytes = Some(t.data_bytes);
+        header.data_bytes = Some(t.counts.data_bytes);
         let mut w = self.writer(header, [0; 16]);
         let open = w.start().len() as u64;
         let close = w.end().len() as u64;
-        t.records += w.records();
-        t.stream_bytes = open + c.framing + t.data_bytes + close;
+        t.counts.records += w.records();
+        t.stream_bytes = open + c.framing + t.counts.data_bytes + close;
         Ok((t, c.source_end))
     }
 
@@ -307,7 +300,7 @@ pub fn send_plan(
         buf: Vec::new(),
         tee: None,
         // Into a pipe, the receiver may draw its progress on the same terminal: it owns the line.
-        progress: Progress::new(opts.progress, "sent", Some(totals.data_bytes)).lines_only(sys::is_pipe(out)),
+        progress: Progress::new(opts.progress, "sent", Some(totals.counts.data_bytes)).lines_only(sys::is_pipe(out)),
     };
     let r = (|| -> Result<()> {
         let start = sender.writer.start();
@@ -329,10 +322,10 @@ pub fn send_plan(
     sender.progress.finish(&format!(
         "sent {} ({} records: {} DATA, {} UNMAP covering {}) in {:.1}s, {}/s",
         human(written as f64),
-        totals.records,
-        totals.data_records,
-        totals.unmap_records,
-        human(totals.unmap_bytes as f64),
+        totals.counts.records,
+        totals.counts.data_records,
+        totals.counts.unmap_records,
+        human(totals.counts.unmap_bytes as f64),
         secs,
         human(written as f64 / secs.max(1e-6))
     ));

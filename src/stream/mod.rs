@@ -165,6 +165,32 @@ impl Start {
     }
 }
 
+/// Record counts and byte totals: what a native END carries, what a send wrote (`send::Totals`) and,
+/// with the reader's extra fields, what a read found ([`Summary::counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Every record, the opening and closing ones included.
+    pub records: u64,
+    pub data_records: u64,
+    pub unmap_records: u64,
+    pub data_bytes: u64,
+    pub unmap_bytes: u64,
+}
+
+impl Counts {
+    pub fn add_data(&mut self, len: u64) {
+        self.records += 1;
+        self.data_records += 1;
+        self.data_bytes += len;
+    }
+
+    pub fn add_unmap(&mut self, len: u64) {
+        self.records += 1;
+        self.unmap_records += 1;
+        self.unmap_bytes += len;
+    }
+}
+
 /// Totals of a stream that was read to its end and validated.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -177,6 +203,19 @@ pub struct Summary {
     pub data_bytes: u64,
     pub unmap_bytes: u64,
     pub stream_bytes: u64,
+}
+
+impl Summary {
+    /// The counts a native END carries (optional records are in `records` only).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            records: self.records,
+            data_records: self.data_records,
+            unmap_records: self.unmap_records,
+            data_bytes: self.data_bytes,
+            unmap_bytes: self.unmap_bytes,
+        }
+    }
 }
 
 /// Receives validated records in stream order.

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::stream::Counts;
+
 use super::super::writer::RecordWriter;
 use super::{
     Header, END_PAYLOAD_LEN, KIND_DATA, KIND_END, KIND_HEADER, KIND_UNMAP, MAGIC, OPTIONAL, RECORD_HEADER_LEN,
@@ -63,11 +65,8 @@ pub struct End {
     #[serde(skip)]
     pub stream_id: [u8; 16],
     /// All records of the stream, HEADER and END included.
-    pub records: u64,
-    pub data_records: u64,
-    pub unmap_records: u64,
-    pub data_bytes: u64,
-    pub unmap_bytes: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// crc32c over the magic and every record header before END.
     pub chain: u32,
 }
@@ -76,11 +75,12 @@ impl End {
     pub fn encode(&self) -> [u8; END_PAYLOAD_LEN] {
         let mut b = [0u8; END_PAYLOAD_LEN];
         b[0..16].copy_from_slice(&self.stream_id);
-        b[16..24].copy_from_slice(&self.records.to_le_bytes());
-        b[24..32].copy_from_slice(&self.data_records.to_le_bytes());
-        b[32..40].copy_from_slice(&self.unmap_records.to_le_bytes());
-        b[40..48].copy_from_slice(&self.data_bytes.to_le_bytes());
-        b[48..56].copy_from_slice(&self.unmap_bytes.to_le_bytes());
+        let c = &self.counts;
+        b[16..24].copy_from_slice(&c.records.to_le_bytes());
+        b[24..32].copy_from_slice(&c.data_records.to_le_bytes());
+        b[32..40].copy_from_slice(&c.unmap_records.to_le_bytes());
+        b[40..48].copy_from_slice(&c.data_bytes.to_le_bytes());
+        b[48..56].copy_from_slice(&c.unmap_bytes.to_le_bytes());
         b[56..60].copy_from_slice(&self.chain.to_le_bytes());
         b
     }
@@ -94,11 +94,13 @@ impl End {
         stream_id.copy_from_slice(b.get(0..16)?);
         Some(End {
             stream_id,
-            records: u64_at(16)?,
-            data_records: u64_at(24)?,
-            unmap_records: u64_at(32)?,
-            data_bytes: u64_at(40)?,
-            unmap_bytes: u64_at(48)?,
+            counts: Counts {
+                records: u64_at(16)?,
+                data_records: u64_at(24)?,
+                unmap_records: u64_at(32)?,
+                data_bytes: u64_at(40)?,
+                unmap_bytes: u64_at(48)?,
+            },
             chain: u32::from_le_bytes(b.get(56..60)?.try_into().ok()?),
         })
     }
@@ -120,7 +122,6 @@ impl Writer {
     fn record(&mut self, kind: u32, offset: u64, length: u64, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
         let h = RecordHeader { kind, flags: 0, seq: self.seq, offset, length, payload_crc }.encode();
         self.seq += 1;
-        self.end.records += 1;
         self.chain = crc32c::crc32c_append(self.chain, &h);
         h
     }
@@ -137,14 +138,12 @@ impl Writer {
 
     /// The header of a DATA record whose payload (`length` bytes) has checksum `payload_crc`.
     pub fn data(&mut self, offset: u64, length: u64, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
-        self.end.data_records += 1;
-        self.end.data_bytes += length;
+        self.end.counts.add_data(length);
         self.record(KIND_DATA, offset, length, payload_crc)
     }
 
     pub fn unmap(&mut self, offset: u64, length: u64) -> [u8; RECORD_HEADER_LEN] {
-        self.end.unmap_records += 1;
-        self.end.unmap_bytes += length;
+        self.end.counts.add_unmap(length);
         self.record(KIND_UNMAP, offset, length, 0)
     }
 
@@ -158,7 +157,8 @@ impl Writer {
     /// The END record; the writer is done.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut end = self.end;
-        end.records += 1;
+        // Records so far (HEADER, DATA, UNMAP, optional) and END itself.
+        end.counts.records = self.seq + 1;
         end.stream_id = self.stream_id;
         end.chain = self.chain;
         let payload = end.encode();
@@ -234,11 +234,7 @@ mod tests {
     fn end_payload_round_trips() {
         let e = End {
             stream_id: [9; 16],
-            records: 5,
-            data_records: 2,
-            unmap_records: 1,
-            data_bytes: 131072,
-            unmap_bytes: 65536,
+            counts: Counts { records: 5, data_records: 2, unmap_records: 1, data_bytes: 131072, unmap_bytes: 65536 },
             chain: 0x1234_5678,
         };
         assert_eq!(End::decode(&e.encode()), Some(e));
@@ -266,8 +262,8 @@ mod tests {
         let u = w.unmap(4096, 4096);
         let end = w.finish();
         let e = End::decode(&end[RECORD_HEADER_LEN..]).unwrap();
-        assert_eq!((e.records, e.data_records, e.unmap_records), (4, 1, 1));
-        assert_eq!((e.data_bytes, e.unmap_bytes), (4096, 4096));
+        let want = Counts { records: 4, data_records: 1, unmap_records: 1, data_bytes: 4096, unmap_bytes: 4096 };
+        assert_eq!(e.counts, want);
         let mut chain = crc32c::crc32c(&MAGIC);
         chain = crc32c::crc32c_append(chain, &start[8..8 + RECORD_HEADER_LEN]);
         chain = crc32c::crc32c_append(chain, &d);

@@ -6,7 +6,7 @@ use super::codec::{End, RecordHeader};
 use super::{hex, parse_stream_id, Header, MAGIC, RECORD_HEADER_LEN};
 use crate::error::Result;
 use crate::stream::record::{self, RecordKind, OPTIONAL};
-use crate::stream::{sink_error, stream_error, Format, Input, Located, Record, Sink, Start, Summary};
+use crate::stream::{sink_error, stream_error, Counts, Format, Input, Located, Record, Sink, Start, Summary};
 
 /// A record whose framing was checked and whose payload (in [`Framer::payload`]) was verified.
 struct Frame {
@@ -246,22 +246,25 @@ fn check_end(at: u64, payload: &[u8], header: Option<&Header>, s: &Summary, chai
             ),
         ));
     }
-    let ours = (s.records, s.data_records, s.unmap_records, s.data_bytes, s.unmap_bytes);
-    let theirs = (end.records, end.data_records, end.unmap_records, end.data_bytes, end.unmap_bytes);
+    let (ours, theirs) = (s.counts(), end.counts);
     if ours != theirs {
+        let show = |c: Counts| {
+            format!("{}/{}/{}/{}/{}", c.records, c.data_records, c.unmap_records, c.data_bytes, c.unmap_bytes)
+        };
         return Err(stream_error(
             at,
             format!(
                 "END record counts differ from the stream: records/data/unmap/data bytes/unmap bytes: \
-                 stream {}/{}/{}/{}/{}, END {}/{}/{}/{}/{}",
-                ours.0, ours.1, ours.2, ours.3, ours.4, theirs.0, theirs.1, theirs.2, theirs.3, theirs.4
+                 stream {}, END {}",
+                show(ours),
+                show(theirs)
             ),
         ));
     }
-    if let Some(d) = hd.data_bytes.filter(|d| *d != end.data_bytes) {
+    if let Some(d) = hd.data_bytes.filter(|d| *d != theirs.data_bytes) {
         return Err(stream_error(
             at,
-            format!("END record says {} data bytes, the HEADER announced {d}", end.data_bytes),
+            format!("END record says {} data bytes, the HEADER announced {d}", theirs.data_bytes),
         ));
     }
     if end.chain != chain {
