@@ -8,6 +8,7 @@
 mod copy;
 mod dry_run;
 mod plan;
+mod steps;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
