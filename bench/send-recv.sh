@@ -58,6 +58,7 @@ truncate -s 64M "$W/meta"
 thin_restore -q -i "$W/pool.xml" -o "$W/meta" 2>/dev/null || thin_restore -i "$W/pool.xml" -o "$W/meta" >/dev/null
 head -c $((64 << 20)) /dev/urandom >"$W/seed"
 for _ in $(seq $(((NB + NC + 1023) / 1024))); do cat "$W/seed"; done >"$W/data"
+truncate -s $(((NB + NC) * BS)) "$W/data"   # exactly the pool's data area, as a data device is
 rm "$W/seed"
 DATA_BYTES=$(stat -c %s "$W/data")
 VOL=$((NB * BS))
