@@ -364,3 +364,19 @@ fn reframe(st: &[u8], h: &native::Header) -> Vec<u8> {
     out.extend(w.finish());
     out
 }
+
+#[test]
+fn inspect_refuses_a_terminal_on_stdin() {
+    // `script` gives the command a pseudo-terminal as stdin (util-linux).
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qec", &format!("{BIN} inspect"), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    else {
+        eprintln!("NOTICE: script (util-linux) not found: test skipped");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "inspect read a terminal: {text}");
+    assert!(text.contains("expecting a data stream on stdin, which is a terminal"), "{text}");
+}
