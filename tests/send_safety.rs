@@ -100,9 +100,11 @@ fn the_volume_size_travels_in_both_formats_when_the_sender_knows_it() {
             assert!(String::from_utf8_lossy(&ins.stdout).contains(&format!("VOLUME_SIZE size={size}")));
         }
     }
-    // Without a size a LINBIT stream is what thin_send writes: no size.
-    let st = stream(&pool, 2, Some(1), &["--stream-format", "linbit"]);
-    assert_eq!(read_back(dir.path(), &st).0, Some(None));
+    // Without a size a LINBIT stream is what thin_send writes: no size, and the sender says so.
+    let out = run(&refs(&send_args(&pool, 2, Some(1), &["--stream-format", "linbit"])), b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_back(dir.path(), &out.stdout).0, Some(None));
+    assert!(stderr(&out).contains("the stream does not carry it"), "no warning: {}", stderr(&out));
 }
 
 /// Shrinks the pool's data area in the superblock (thin_restore refuses such metadata).

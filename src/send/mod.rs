@@ -287,6 +287,13 @@ pub fn send_plan(
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
     let (totals, source_end) = plan.count(&mut header)?;
+    if plan.known_volume_size().is_none() {
+        warn(&format!(
+            "the volume size of thin device {} is unknown, so the stream does not carry it: a receiver \
+             cannot tell the volume's length (give --size BYTES or --source DEV)",
+            opts.thin_id
+        ));
+    }
     if !from_thin {
         check_data(plan, path, source_end)?;
     }
