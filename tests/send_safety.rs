@@ -174,6 +174,8 @@ fn source_and_data_together_are_a_usage_error() {
     std::fs::write(&dev, image(pool.dev(1), 30 * BS)).unwrap();
     let out = run(&args(&pool, &["--data", s(&pool.data), "--source", s(&dev), "--thin-id", "1"]), b"");
     refused(&out, "--source and --data exclude each other");
+    let out = run(&args(&pool, &["--data", s(&pool.data), "--source", s(&dev), "--thin-id", "1", "--dry-run"]), b"");
+    refused(&out, "--source and --data exclude each other");
 }
 
 #[test]

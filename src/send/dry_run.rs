@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::plan::{Emit, Plan};
-use super::{size_of, Options, StreamFormat, Totals};
+use super::{size_of, source_of, Options, StreamFormat, Totals};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
@@ -14,6 +14,9 @@ fn w(e: std::io::Error) -> Error {
 
 /// `--dry-run`: every record that would be sent, and the totals, as text or JSON.
 pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> Result<Totals> {
+    if opts.source.is_some() && opts.data.is_some() {
+        source_of(opts)?;
+    }
     let source_size = match &opts.source {
         Some(p) => Some(size_of(p)?),
         None => None,
