@@ -58,6 +58,7 @@ truncate -s 64M "$W/meta"
 thin_restore -q -i "$W/pool.xml" -o "$W/meta" 2>/dev/null || thin_restore -i "$W/pool.xml" -o "$W/meta" >/dev/null
 head -c $((64 << 20)) /dev/urandom >"$W/seed"
 for _ in $(seq $(((NB + NC + 1023) / 1024))); do cat "$W/seed"; done >"$W/data"
+truncate -s $(((NB + NC) * BS)) "$W/data"   # exactly the pool's data area, as a data device is
 rm "$W/seed"
 DATA_BYTES=$(stat -c %s "$W/data")
 VOL=$((NB * BS))
@@ -81,8 +82,8 @@ cat "$W/data" >/dev/null  # warm the page cache
 echo "thinsend-native send/recv benchmark: volume $VOL bytes ($GIB GiB, 64 KiB blocks), pool data file $DATA_BYTES bytes (cached), best of $RUNS"
 
 # --- 1. full send vs cat ----------------------------------------------------------------------
-SEND="$BIN send --metadata $W/meta --data $W/data --thin-id 1 --quiet"
-STREAM_BYTES=$($BIN send --metadata "$W/meta" --data "$W/data" --thin-id 1 --dry-run | tail -1 | sed 's/.*; \([0-9]*\) stream bytes/\1/')
+SEND="$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $((NB * BS)) --quiet"
+STREAM_BYTES=$($BIN send --metadata "$W/meta" --data "$W/data" --thin-id 1 --size $((NB * BS)) --dry-run | tail -1 | sed 's/.*; \([0-9]*\) stream bytes/\1/')
 t_cat=$(best_of "cat $W/data | cat >/dev/null")
 t_send=$(best_of "$SEND | cat >/dev/null")
 t_send_lb=$(best_of "$BIN send --metadata $W/meta --data $W/data --thin-id 1 --stream-format linbit --quiet | cat >/dev/null")
@@ -115,7 +116,7 @@ for p in sys.argv[1:]:
 cat "$W/meta" >/dev/null
 drop_cache "$W/data"
 # The sender's I/O counters are added to its parent shell's when it is reaped.
-IO=$(bash -c "$BIN send --metadata $W/meta --data $W/data --thin-id 2 --base-id 1 --quiet >$W/incr; cat /proc/\$\$/io")
+IO=$(bash -c "$BIN send --metadata $W/meta --data $W/data --thin-id 2 --base-id 1 --size $((NB * BS)) --quiet >$W/incr; cat /proc/\$\$/io")
 READ=$(echo "$IO" | awk '/^read_bytes/ {print $2}')
 INCR=$(stat -c %s "$W/incr")
 CHANGED=$((NC * BS))

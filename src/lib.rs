@@ -21,6 +21,7 @@ pub mod send;
 pub mod spacemap;
 pub mod stream;
 pub mod superblock;
+pub mod text;
 
 pub use error::{Error, Fault, Result};
 pub use inspect::{check, diff, dump, ls};

@@ -150,10 +150,13 @@ enum Cmd {
         /// Read data from the thin device itself (e.g. /dev/vg/snap) instead of --data.
         #[arg(long, value_name = "DEV")]
         source: Option<PathBuf>,
-        /// Volume size in bytes (the metadata does not record it). Default: the size of --source,
-        /// else the end of the highest mapped block.
+        /// Volume size in bytes (the metadata does not record it). Default: the size of --source;
+        /// a native send with --data needs it.
         #[arg(long, value_name = "BYTES")]
         size: Option<u64>,
+        /// Send an incremental whose base is newer than the device sent (a backward incremental).
+        #[arg(long)]
+        force: bool,
         /// Print the records that would be sent and the exact stream size; send nothing.
         #[arg(long = "dry-run")]
         dry_run: bool,
@@ -391,6 +394,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             stream_format,
             source,
             size,
+            force,
             dry_run,
             format,
             allow_tty,
@@ -443,6 +447,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 size,
                 progress: progress.mode(),
                 copy: send::CopyMode::from_env(),
+                allow_backward: force,
                 ..send::Options::default()
             };
             let pool = meta.open()?;

@@ -1,5 +1,10 @@
 //! Progress on stderr for send and recv: bytes done of the total, rate and ETA, redrawn at most a few
 //! times a second on a terminal (one line a second otherwise), and a final one-line summary.
+//!
+//! `send | recv` puts two progress lines on one terminal. Only one side redraws in place: the
+//! receiver (or a sender writing to a file). A sender writing into a pipe prints whole lines, every
+//! few seconds, each erasing the receiver's line first, so the receiver's line stays at the bottom
+//! and nothing is overwritten. Each line starts with its verb ("sent" or "received").
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -24,6 +29,8 @@ pub struct Progress {
     start: Instant,
     last: Instant,
     drawn: bool,
+    /// Whole lines instead of redrawing in place (the other side of a pipe owns the line).
+    lines: bool,
 }
 
 /// `1.5 GiB` style sizes.
@@ -62,7 +69,32 @@ impl Progress {
             Mode::Never => false,
         };
         let now = Instant::now();
-        Progress { enabled, tty, verb, total, done: 0, start: now, last: now, drawn: false }
+        Progress { enabled, tty, verb, total, done: 0, start: now, last: now, drawn: false, lines: false }
+    }
+
+    /// Prints whole lines instead of redrawing one in place when `lines` (a sender writing into a
+    /// pipe, whose receiver may draw on the same terminal).
+    pub fn lines_only(mut self, lines: bool) -> Self {
+        self.lines = lines;
+        self
+    }
+
+    fn interval(&self) -> Duration {
+        match (self.tty, self.lines) {
+            (true, false) => Duration::from_millis(250),
+            (true, true) => Duration::from_secs(5),
+            (false, _) => Duration::from_secs(1),
+        }
+    }
+
+    /// The bytes that show `line`: redrawn in place, or a whole line that first clears what another
+    /// process may have drawn in place.
+    fn frame(&self, line: &str) -> String {
+        match (self.tty, self.lines) {
+            (true, false) => format!("\r\x1b[K{line}"),
+            (true, true) => format!("\r\x1b[K{line}\n"),
+            (false, _) => format!("{line}\n"),
+        }
     }
 
     pub fn set_total(&mut self, total: u64) {
@@ -80,8 +112,7 @@ impl Progress {
             return;
         }
         let now = Instant::now();
-        let every = if self.tty { Duration::from_millis(250) } else { Duration::from_secs(1) };
-        if now.duration_since(self.last) >= every {
+        if now.duration_since(self.last) >= self.interval() {
             self.last = now;
             self.draw(now);
         }
@@ -101,9 +132,8 @@ impl Progress {
         } else {
             line.push_str(&format!(", {}/s", human(rate)));
         }
-        let mut e = std::io::stderr().lock();
-        let _ = if self.tty { write!(e, "\r\x1b[K{line}") } else { writeln!(e, "{line}") };
-        self.drawn = true;
+        let _ = std::io::stderr().lock().write_all(self.frame(&line).as_bytes());
+        self.drawn = !self.lines;
     }
 
     /// Clears the progress line and prints `summary` (when enabled).
@@ -112,7 +142,8 @@ impl Progress {
             return;
         }
         let mut e = std::io::stderr().lock();
-        if self.tty && self.drawn {
+        // On a terminal the line may hold this side's or the other side's progress: clear it.
+        if self.tty {
             let _ = write!(e, "\r\x1b[K");
         }
         let _ = writeln!(e, "{summary}");
@@ -129,9 +160,26 @@ impl Progress {
     pub fn elapsed(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
+}
 
-    /// Bytes per second so far.
-    pub fn rate(&self) -> f64 {
-        self.done as f64 / self.elapsed().max(1e-6)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(tty: bool, lines: bool) -> Progress {
+        let now = Instant::now();
+        Progress { enabled: true, tty, verb: "sent", total: None, done: 0, start: now, last: now, drawn: false, lines }
+    }
+
+    #[test]
+    fn only_the_in_place_side_redraws_and_the_other_prints_whole_lines() {
+        // The receiver's line: redrawn in place, never a newline.
+        assert_eq!(on(true, false).frame("received 1 GiB"), "\r\x1b[Kreceived 1 GiB");
+        // A sender into a pipe on the same terminal: clears the receiver's line, then a whole line,
+        // so the receiver redraws below it instead of both overwriting one line.
+        assert_eq!(on(true, true).frame("sent 1 GiB"), "\r\x1b[Ksent 1 GiB\n");
+        assert!(on(true, true).interval() > on(true, false).interval());
+        assert_eq!(on(false, true).frame("sent 1 GiB"), "sent 1 GiB\n");
+        assert_eq!(on(false, false).frame("sent 1 GiB"), "sent 1 GiB\n");
     }
 }

@@ -82,6 +82,21 @@ impl Fixture {
         if !err.contains("refusing an incremental") {
             let ins = run(&["inspect", "--verify"], st);
             assert!(!ins.status.success(), "{what}: inspect accepted the damaged stream");
+            // and its JSON is still one complete document that says so
+            for extra in [&[][..], &["--verify"][..]] {
+                let mut a = vec!["inspect", "--format", "json"];
+                a.extend_from_slice(extra);
+                let ins = run(&a, st);
+                assert!(!ins.status.success(), "{what}: inspect {extra:?} accepted the damaged stream");
+                let v: serde_json::Value = serde_json::from_slice(&ins.stdout).unwrap_or_else(|e| {
+                    panic!(
+                        "{what}: inspect {extra:?} JSON does not parse ({e}): {}",
+                        String::from_utf8_lossy(&ins.stdout)
+                    )
+                });
+                assert_eq!(v["valid"], false, "{what}: inspect {extra:?} JSON");
+                assert!(v["error"].as_str().is_some_and(|e| e.contains("stream byte")), "{what}: {v}");
+            }
         }
     }
 }
@@ -256,4 +271,112 @@ fn optional_records_are_skipped_and_unknown_required_ones_refused() {
     hb = h.encode();
     bad[a..a + 40].copy_from_slice(&hb);
     fx.refused(&bad, "unknown required record", &["unknown record kind 0x42"]);
+}
+
+/// True if `b` holds a byte a terminal would act on: C0 controls other than newline, DEL, and C1
+/// controls (raw or UTF-8 encoded).
+fn has_control(b: &[u8]) -> bool {
+    b.iter().any(|&c| (c < 0x20 && c != b'\n') || c == 0x7f)
+        || b.windows(2).any(|w| w[0] == 0xc2 && (0x80..0xa0).contains(&w[1]))
+}
+
+const EVIL: &str = "lv\nreceived OK\x1b[2J\x07\u{7f}\u{9b}31m\\";
+
+/// `st` with its HEADER's LVM names and sender replaced by `EVIL`, re-framed with valid checksums.
+fn with_evil_header(st: &[u8]) -> Vec<u8> {
+    let recs = records(st);
+    let (a, b, _) = recs[0];
+    let mut h: native::Header = serde_json::from_slice(&st[a + 40..b]).unwrap();
+    h.sender = EVIL.into();
+    for id in std::iter::once(&mut h.source).chain(h.base.as_mut()) {
+        id.vg_name = Some(EVIL.into());
+        id.lv_name = Some(EVIL.into());
+        id.pool_uuid = EVIL.into();
+    }
+    reframe(st, &h)
+}
+
+#[test]
+fn stream_text_reaches_the_terminal_escaped() {
+    if !have_thin_restore() {
+        return;
+    }
+    let fx = fixture(24);
+    let st = with_evil_header(&stream(&fx.pool, 2, Some(1), &[]));
+    for a in [&["inspect"][..], &["inspect", "--format", "json"][..]] {
+        let out = run(a, &st);
+        assert!(out.status.success(), "{a:?}: {}", stderr(&out));
+        assert!(!has_control(&out.stdout), "{a:?}: raw control bytes in {:?}", String::from_utf8_lossy(&out.stdout));
+        assert!(!String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("received OK")), "{a:?}");
+    }
+    let json = run(&["inspect", "--format", "json"], &st);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["header"]["sender"], EVIL, "JSON escaping must keep the string's value");
+    // recv's refusal names the stream's base: escaped, on one line.
+    let plain = fx.dir().join("plain.img");
+    std::fs::write(&plain, &fx.before).unwrap();
+    let out = run(&["recv", "--to", s(&plain), "--quiet"], &st);
+    assert!(!out.status.success());
+    assert!(!has_control(&out.stderr), "raw control bytes in {:?}", stderr(&out));
+    assert_eq!(stderr(&out).trim_end().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("lv\\nreceived OK\\x1b[2J"), "{}", stderr(&out));
+}
+
+#[test]
+fn compressed_input_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, magic, cmd) in [
+        ("zstd", &[0x28u8, 0xb5, 0x2f, 0xfd, 0x24, 0x00, 0x01, 0x00][..], "zstd -d"),
+        ("gzip", &[0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0][..], "gzip -d"),
+        ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0x00, 0x00, 0x04][..], "xz -d"),
+    ] {
+        let mut st = magic.to_vec();
+        st.extend_from_slice(&[0u8; 100]);
+        let t = dir.path().join("t.img");
+        for a in [vec!["recv", "--to", s(&t), "--quiet"], vec!["inspect"]] {
+            let out = run(&a, &st);
+            assert!(!out.status.success(), "{name}: {a:?} accepted");
+            let want = format!("this is a {name}-compressed stream");
+            assert!(stderr(&out).contains(&want) && stderr(&out).contains(cmd), "{name} {a:?}: {}", stderr(&out));
+        }
+        assert!(!t.exists());
+    }
+}
+
+/// `st` re-encoded with HEADER `h` (same stream id), its DATA and UNMAP records unchanged.
+fn reframe(st: &[u8], h: &native::Header) -> Vec<u8> {
+    let recs = records(st);
+    let id = native::parse_stream_id(&h.stream_id).unwrap();
+    let mut w = native::Writer::new(id);
+    let mut out = w.start(h);
+    for &(a, b, k) in &recs[1..recs.len() - 1] {
+        let hb: [u8; 40] = st[a..a + 40].try_into().unwrap();
+        let r = RecordHeader::decode(&hb).unwrap();
+        match k {
+            native::KIND_DATA => {
+                out.extend(w.data(r.offset, r.length, r.payload_crc));
+                out.extend_from_slice(&st[a + 40..b]);
+            }
+            native::KIND_UNMAP => out.extend(w.unmap(r.offset, r.length)),
+            _ => unreachable!(),
+        }
+    }
+    out.extend(w.finish());
+    out
+}
+
+#[test]
+fn inspect_refuses_a_terminal_on_stdin() {
+    // `script` gives the command a pseudo-terminal as stdin (util-linux).
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qec", &format!("{BIN} inspect"), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    else {
+        eprintln!("NOTICE: script (util-linux) not found: test skipped");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "inspect read a terminal: {text}");
+    assert!(text.contains("expecting a data stream on stdin, which is a terminal"), "{text}");
 }

@@ -63,7 +63,8 @@ fn kernel_pool_round_trips(pool: &str) {
             "--quiet".into(),
         ];
         if let Some(b) = base {
-            a.extend(["--base-id".to_string(), b.to_string()]);
+            // Every pair, backward ones too: --force allows a base newer than the device.
+            a.extend(["--base-id".to_string(), b.to_string(), "--force".to_string()]);
         }
         a
     };

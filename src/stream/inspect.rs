@@ -1,10 +1,14 @@
 //! `inspect`: the reader `recv` uses, with a sink that lists instead of applying. Every checksum and
-//! count is verified exactly as on receive; nothing is written anywhere but the listing.
+//! count is verified exactly as on receive; nothing is written anywhere but the listing. Strings
+//! from the stream are escaped (text) or JSON-escaped down to DEL and C1 controls (JSON), and a broken
+//! stream still gives a complete JSON document, `"valid": false` with the error.
 
 use std::io::Write;
 
 use super::{Located, Record, Sink, Start, Summary};
 use crate::error::{Error, Result};
+use crate::io as sys;
+use crate::text::{escape, json_safe};
 
 pub struct Inspect<'w> {
     out: &'w mut dyn Write,
@@ -12,6 +16,9 @@ pub struct Inspect<'w> {
     /// Only the summary (`--verify`).
     quiet: bool,
     first: bool,
+    /// JSON: the document's object is open (after `start`) and its record list too.
+    opened: bool,
+    listing: bool,
 }
 
 fn w(e: std::io::Error) -> Error {
@@ -20,17 +27,19 @@ fn w(e: std::io::Error) -> Error {
 
 impl<'w> Inspect<'w> {
     pub fn new(out: &'w mut dyn Write, json: bool, quiet: bool) -> Self {
-        Inspect { out, json, quiet, first: true }
+        Inspect { out, json, quiet, first: true, opened: false, listing: false }
     }
 }
 
 impl Sink for Inspect<'_> {
     fn start(&mut self, start: &Start) -> Result<()> {
         if self.json {
-            let header = serde_json::to_string(&start.header).unwrap_or_else(|_| "null".into());
+            let header = json_safe(serde_json::to_string(&start.header).unwrap_or_else(|_| "null".into()));
             write!(self.out, "{{\"format\":\"{}\",\"header\":{header}", start.format.name()).map_err(w)?;
+            self.opened = true;
             if !self.quiet {
                 write!(self.out, ",\"records\":[").map_err(w)?;
+                self.listing = true;
             }
             return Ok(());
         }
@@ -39,13 +48,13 @@ impl Sink for Inspect<'_> {
             writeln!(
                 self.out,
                 "stream {}: {:?} stream of {}, volume {} bytes, block size {} bytes, created {} by {}",
-                h.stream_id,
+                escape(&h.stream_id),
                 h.mode,
                 h.source.describe(),
                 h.volume_size,
                 h.block_size,
                 h.created,
-                h.sender
+                escape(&h.sender)
             )
             .map_err(w)?;
             if let Some(b) = &h.base {
@@ -83,6 +92,7 @@ impl Sink for Inspect<'_> {
             Record::Optional { code, length } => {
                 writeln!(self.out, "@{at} {k:<6} code={code:#x} length={length} (skipped)")
             }
+            Record::VolumeSize { size } => writeln!(self.out, "@{at} {k} size={size}"),
             Record::End { records } => writeln!(self.out, "@{at} {k:<6} records={records}"),
             Record::Begin => writeln!(self.out, "@{at} {k}"),
         }
@@ -91,12 +101,8 @@ impl Sink for Inspect<'_> {
 
     fn finish(&mut self, s: &Summary) -> Result<()> {
         if self.json {
-            if s.format.is_none() {
-                write!(self.out, "{{\"format\":null,\"header\":null").map_err(w)?;
-            } else if !self.quiet {
-                write!(self.out, "\n]").map_err(w)?;
-            }
-            let j = serde_json::to_string(s).unwrap_or_default();
+            self.close_json()?;
+            let j = serde_json::to_string(s).map_err(|e| Error::Other(format!("summary: {e}")))?;
             return writeln!(self.out, ",\"summary\":{j},\"valid\":true}}").map_err(w);
         }
         writeln!(
@@ -119,7 +125,30 @@ impl Sink for Inspect<'_> {
     }
 }
 
-/// Reads the stream on `fd` and lists it to `out` (`quiet`: the summary only).
+impl Inspect<'_> {
+    /// Closes what `start` opened (or opens an empty document), up to where the verdict goes.
+    fn close_json(&mut self) -> Result<()> {
+        if !self.opened {
+            write!(self.out, "{{\"format\":null,\"header\":null").map_err(w)?;
+            self.opened = true;
+        }
+        if self.listing {
+            write!(self.out, "\n]").map_err(w)?;
+            self.listing = false;
+        }
+        Ok(())
+    }
+
+    /// The end of the JSON document of a stream that failed validation.
+    fn invalid(&mut self, e: &Error) -> Result<()> {
+        self.close_json()?;
+        let msg = json_safe(serde_json::to_string(&e.to_string()).unwrap_or_else(|_| "\"\"".into()));
+        writeln!(self.out, ",\"valid\":false,\"error\":{msg}}}").map_err(w)
+    }
+}
+
+/// Reads the stream on `fd` and lists it to `out` (`quiet`: the summary only). A stream that fails
+/// validation returns the error; in JSON the document is completed with `"valid": false` first.
 pub fn inspect(
     fd: std::os::fd::RawFd,
     opts: &super::ReadOptions,
@@ -127,6 +156,13 @@ pub fn inspect(
     quiet: bool,
     out: &mut dyn Write,
 ) -> Result<Summary> {
+    if sys::is_tty(fd) {
+        return Err(Error::Usage("expecting a data stream on stdin, which is a terminal".into()));
+    }
     let mut sink = Inspect::new(out, json, quiet);
-    super::read(fd, opts, &mut sink)
+    let r = super::read(fd, opts, &mut sink);
+    if let (Err(e), true) = (&r, json) {
+        sink.invalid(e)?;
+    }
+    r
 }

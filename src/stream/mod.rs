@@ -8,14 +8,20 @@
 pub mod inspect;
 pub mod linbit;
 pub mod native;
+mod reader;
+pub mod record;
+pub mod writer;
 
-use std::io;
 use std::os::fd::RawFd;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::io as sys;
+pub use reader::read;
+pub(crate) use reader::{sink_error, stream_error, Input};
+pub use record::RecordKind;
+pub use writer::{writer, RecordWriter};
+
+use crate::error::Result;
 
 /// A stream's wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +100,10 @@ pub enum Record {
         offset: u64,
         length: u64,
     },
+    /// LINBIT VOLUME_SIZE chunk.
+    VolumeSize {
+        size: u64,
+    },
     /// A record of an unknown optional kind, skipped.
     Optional {
         code: u32,
@@ -105,15 +115,21 @@ pub enum Record {
 }
 
 impl Record {
-    pub fn kind_name(&self) -> &'static str {
+    /// The record's kind in the record table (`None`: an unknown optional record).
+    pub fn kind(&self) -> Option<RecordKind> {
         match self {
-            Record::Header { .. } => "HEADER",
-            Record::Begin => "BEGIN",
-            Record::Data { .. } => "DATA",
-            Record::Unmap { .. } => "UNMAP",
-            Record::Optional { .. } => "OPTIONAL",
-            Record::End { .. } => "END",
+            Record::Header { .. } => Some(RecordKind::Header),
+            Record::Begin => Some(RecordKind::Begin),
+            Record::Data { .. } => Some(RecordKind::Data),
+            Record::Unmap { .. } => Some(RecordKind::Unmap),
+            Record::VolumeSize { .. } => Some(RecordKind::VolumeSize),
+            Record::Optional { .. } => None,
+            Record::End { .. } => Some(RecordKind::End),
         }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        self.kind().map_or("OPTIONAL", RecordKind::name)
     }
 }
 
@@ -132,6 +148,47 @@ pub struct Start {
     pub format: Format,
     /// The native HEADER; LINBIT streams carry none.
     pub header: Option<native::Header>,
+    /// A LINBIT stream's VOLUME_SIZE chunk (native streams: in the HEADER).
+    linbit_volume_size: Option<u64>,
+}
+
+impl Start {
+    pub fn new(format: Format, header: Option<native::Header>, linbit_volume_size: Option<u64>) -> Self {
+        Start { format, header, linbit_volume_size }
+    }
+
+    /// The size of the volume the stream carries, when the stream says it: always for native
+    /// streams, for LINBIT streams when the sender added a VOLUME_SIZE chunk (thinsend-native does
+    /// whenever it knows the size; thin_send never does).
+    pub fn volume_size(&self) -> Option<u64> {
+        self.header.as_ref().map(|h| h.volume_size).or(self.linbit_volume_size)
+    }
+}
+
+/// Record counts and byte totals: what a native END carries, what a send wrote (`send::Totals`) and,
+/// with the reader's extra fields, what a read found ([`Summary::counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Every record, the opening and closing ones included.
+    pub records: u64,
+    pub data_records: u64,
+    pub unmap_records: u64,
+    pub data_bytes: u64,
+    pub unmap_bytes: u64,
+}
+
+impl Counts {
+    pub fn add_data(&mut self, len: u64) {
+        self.records += 1;
+        self.data_records += 1;
+        self.data_bytes += len;
+    }
+
+    pub fn add_unmap(&mut self, len: u64) {
+        self.records += 1;
+        self.unmap_records += 1;
+        self.unmap_bytes += len;
+    }
 }
 
 /// Totals of a stream that was read to its end and validated.
@@ -146,6 +203,19 @@ pub struct Summary {
     pub data_bytes: u64,
     pub unmap_bytes: u64,
     pub stream_bytes: u64,
+}
+
+impl Summary {
+    /// The counts a native END carries (optional records are in `records` only).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            records: self.records,
+            data_records: self.data_records,
+            unmap_records: self.unmap_records,
+            data_bytes: self.data_bytes,
+            unmap_bytes: self.unmap_bytes,
+        }
+    }
 }
 
 /// Receives validated records in stream order.
@@ -173,118 +243,5 @@ pub trait Sink {
     /// A warning the reader does not treat as fatal (e.g. a skipped optional LINBIT chunk).
     fn warn(&mut self, msg: &str) {
         eprintln!("thinsend-native: {msg}");
-    }
-}
-
-/// The input stream: a descriptor and how many bytes were consumed from it.
-pub(crate) struct Input {
-    pub fd: RawFd,
-    pub pos: u64,
-    pub pipe: bool,
-}
-
-impl Input {
-    pub fn new(fd: RawFd) -> Self {
-        let pipe = sys::is_pipe(fd);
-        if pipe {
-            sys::grow_pipe(fd, 1 << 20);
-        }
-        Input { fd, pos: 0, pipe }
-    }
-
-    /// Reads until `buf` is full or end of input; returns the bytes read.
-    pub fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let mut got = 0;
-        while got < buf.len() {
-            let n = sys::read(self.fd, &mut buf[got..]).map_err(|e| self.io_error(e))?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-            self.pos += n as u64;
-        }
-        Ok(got)
-    }
-
-    pub fn io_error(&self, e: io::Error) -> Error {
-        stream_error(self.pos, format!("reading the stream: {e}"))
-    }
-
-    /// Splices `len` bytes into `out` at `offset`; returns the bytes moved (fewer only at end of input).
-    pub fn splice_to(&mut self, out: RawFd, offset: u64, len: u64) -> io::Result<u64> {
-        let mut off = offset as i64;
-        let mut done = 0u64;
-        while done < len {
-            let want = (len - done).min(1 << 30) as usize;
-            let n = sys::splice(self.fd, None, out, Some(&mut off), want)?;
-            if n == 0 {
-                break;
-            }
-            done += n as u64;
-            self.pos += n as u64;
-        }
-        Ok(done)
-    }
-}
-
-pub(crate) fn stream_error(offset: u64, what: impl Into<String>) -> Error {
-    Error::Stream { offset, what: what.into() }
-}
-
-/// Wraps an error the sink raised while applying the record at `at`, so it names the stream position.
-pub(crate) fn sink_error(at: u64, kind: &str, e: Error) -> Error {
-    match e {
-        Error::Stream { .. } => e,
-        e => stream_error(at, format!("{kind} record: {e}")),
-    }
-}
-
-/// Reads a whole stream from `fd`, validating every record and handing it to `sink`; returns the
-/// totals once the stream proved complete. Any error leaves the sink without a `finish` call.
-pub fn read(fd: RawFd, opts: &ReadOptions, sink: &mut dyn Sink) -> Result<Summary> {
-    let mut input = Input::new(fd);
-    let mut magic = [0u8; 8];
-    let n = input.fill(&mut magic)?;
-    if n == 0 {
-        if opts.allow_empty && opts.accept != Accept::Linbit11 && opts.accept != Accept::Native {
-            sink.warn("Empty input.");
-            let summary = Summary::default();
-            sink.finish(&summary)?;
-            return Ok(summary);
-        }
-        return Err(stream_error(0, "Empty input: no stream arrived (did the sender fail before writing anything?)"));
-    }
-    if n < 8 {
-        return Err(stream_error(
-            n as u64,
-            format!("Truncated input: the stream is only {n} bytes long, too short for any format's first record"),
-        ));
-    }
-    let format = if magic == native::MAGIC {
-        Format::Native
-    } else if magic[..7] == native::MAGIC[..7] {
-        return Err(stream_error(
-            7,
-            format!(
-                "native stream format version {} is not supported by this receiver (it reads version {})",
-                magic[7],
-                native::MAGIC[7]
-            ),
-        ));
-    } else {
-        match linbit::format_of(&magic) {
-            Ok(f) => f,
-            Err(what) => return Err(stream_error(0, what)),
-        }
-    };
-    if !opts.accept.allows(format) {
-        return Err(stream_error(
-            0,
-            format!("{} stream not accepted (--accept-stream-format {})", format.name(), opts.accept.name()),
-        ));
-    }
-    match format {
-        Format::Native => native::read_records(&mut input, sink),
-        Format::Linbit11 | Format::Linbit10 => linbit::read_chunks(&mut input, format, magic, sink),
     }
 }

@@ -145,6 +145,8 @@ pub fn build(dir: &Path, devs: Vec<Dev>) -> Pool {
     for d in 0..max_data {
         f.write_all(&block_content(d)).unwrap();
     }
+    // The data file covers the pool's whole data area, as a pool's data device does.
+    f.set_len((max_data + 16) * BS).unwrap();
     Pool { dir: dir.to_path_buf(), meta, data, devs }
 }
 
@@ -243,21 +245,24 @@ pub fn s(p: &Path) -> &str {
 
 /// `send` arguments for device `id` (incremental from `base`).
 pub fn send_args(pool: &Pool, id: u64, base: Option<u64>, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "send".into(),
-        "--metadata".into(),
-        s(&pool.meta).into(),
-        "--data".into(),
-        s(&pool.data).into(),
-        "--thin-id".into(),
-        id.to_string(),
-        "--quiet".into(),
-    ];
+    let mut a: Vec<String> = vec!["send".into(), "--metadata".into(), s(&pool.meta).into()];
+    // --source (the thin device) and --data (the pool's data device) exclude each other.
+    if !extra.contains(&"--source") {
+        a.extend(["--data".into(), s(&pool.data).into()]);
+    }
+    a.extend(["--thin-id".into(), id.to_string(), "--quiet".into()]);
     if let Some(b) = base {
         a.push("--base-id".into());
         a.push(b.to_string());
     }
     a.extend(extra.iter().map(|x| x.to_string()));
+    // The metadata does not record a volume size: a native send needs one. Tests send the device's
+    // mapped extent unless they say otherwise.
+    let sized = extra.iter().any(|x| ["--size", "--source", "linbit"].contains(x));
+    let end = pool.devs.iter().find(|d| d.id == id).map_or(0, Dev::highest_end);
+    if !sized && end > 0 {
+        a.extend(["--size".into(), (end * BS).to_string()]);
+    }
     a
 }
 

@@ -1,0 +1,404 @@
+//! Moving bytes from the source into the stream: readahead and cache dropping ahead of and behind the
+//! reads, splice where bytes pass unchanged, tee for a checksum without a second read, and the
+//! [`Sender`] that turns the plan's records into framing and payload.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::plan::{Emit, Step, Steps};
+use super::{internal, CopyMode};
+use crate::error::{Error, Result};
+use crate::io as sys;
+use crate::progress::Progress;
+use crate::stream::RecordWriter;
+
+/// The data source, opened read-only.
+pub(crate) struct Source {
+    file: File,
+    path: PathBuf,
+    what: &'static str,
+    bs: u64,
+    from_thin: bool,
+}
+
+impl Source {
+    pub(crate) fn open(path: &Path, what: &'static str, bs: u64, from_thin: bool) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // Ranges are scattered in an incremental send: the kernel's own readahead would read
+        // around them. [`Readahead`] asks for exactly the ranges that will be read.
+        let _ = sys::fadvise(file.as_raw_fd(), 0, 0, sys::Advice::Random);
+        Ok(Source { file, path: path.to_path_buf(), what, bs, from_thin })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    fn read_error(&self, off: u64, e: std::io::Error) -> Error {
+        let block = off.checked_div(self.bs).unwrap_or(0);
+        let unit = if self.from_thin { "thin" } else { "data" };
+        let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("ends before byte {off} ({unit} block {block}): is it the right device?")
+        } else {
+            format!("reading byte {off} ({unit} block {block}): {e}")
+        };
+        Error::Other(format!("{} {}: {what}", self.what, self.path.display()))
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        self.file.read_exact_at(buf, off).map_err(|e| self.read_error(off, e))
+    }
+}
+
+/// Source ranges in the order the send reads them, walked ahead of the send by a second planner
+/// iterator: each range gets WILLNEED a window before it is read, and once the stream is well past
+/// it, DONTNEED if it was not in the page cache before this send asked for it (so a send never
+/// evicts what others had cached, nor leaves behind what only it needed).
+pub(crate) struct Readahead<'a> {
+    fd: RawFd,
+    ahead: Steps<'a>,
+    /// Source bytes prefetched / consumed so far, counted in send order.
+    prefetched: u64,
+    consumed: u64,
+    /// Prefetched ranges not yet released: (offset, length, drop afterwards, end in send order).
+    pending: VecDeque<(u64, u64, bool, u64)>,
+    done: bool,
+}
+
+/// How far ahead of the reads the prefetch runs, and how far behind them the cache is dropped
+/// (the stream pipe may still reference pages just spliced).
+const AHEAD: u64 = 32 << 20;
+const BEHIND: u64 = 4 << 20;
+const PREFETCH_PIECE: u64 = 4 << 20;
+
+impl<'a> Readahead<'a> {
+    pub(crate) fn new(fd: RawFd, ahead: Steps<'a>) -> Self {
+        Readahead { fd, ahead, prefetched: 0, consumed: 0, pending: VecDeque::new(), done: false }
+    }
+
+    /// Before reading the next `len` source bytes.
+    fn before(&mut self, len: u64) {
+        let want = self.consumed + len + AHEAD;
+        while !self.done && self.prefetched < want {
+            match self.ahead.next() {
+                Some(Ok(Step::Data { len, src, .. })) => {
+                    let mut done = 0;
+                    while done < len {
+                        let n = (len - done).min(PREFETCH_PIECE);
+                        let off = src + done;
+                        let cached = sys::is_cached(self.fd, off, n);
+                        if !cached {
+                            let _ = sys::fadvise(self.fd, off, n, sys::Advice::WillNeed);
+                        }
+                        self.prefetched += n;
+                        self.pending.push_back((off, n, !cached, self.prefetched));
+                        done += n;
+                    }
+                }
+                Some(Ok(Step::Unmap { .. })) => {}
+                // The send's own walk reports errors.
+                Some(Err(_)) | None => self.done = true,
+            }
+        }
+    }
+
+    /// After `len` source bytes went into the stream.
+    fn after(&mut self, len: u64) {
+        self.consumed += len;
+        while let Some(&(off, n, drop, end)) = self.pending.front() {
+            if end + BEHIND > self.consumed {
+                break;
+            }
+            if drop {
+                let _ = sys::fadvise(self.fd, off, n, sys::Advice::DontNeed);
+            }
+            self.pending.pop_front();
+        }
+    }
+
+    /// At the end of the send: release everything this send brought in.
+    pub(crate) fn finish(&mut self) {
+        while let Some((off, n, drop, end)) = self.pending.pop_front() {
+            if drop && end <= self.consumed {
+                let _ = sys::fadvise(self.fd, off, n, sys::Advice::DontNeed);
+            }
+        }
+    }
+}
+
+/// The stream's output descriptor.
+pub(crate) struct Out {
+    fd: RawFd,
+    /// A private pipe for splicing when `fd` is not a pipe.
+    relay: Option<(OwnedFd, OwnedFd)>,
+    is_pipe: bool,
+    /// Splice failed once (e.g. O_APPEND file): copy through user space from then on.
+    no_splice: bool,
+    pub(crate) bytes: u64,
+    buf: Vec<u8>,
+}
+
+fn out_error(e: std::io::Error) -> Error {
+    Error::io("<stdout>", e)
+}
+
+impl Out {
+    pub(crate) fn new(fd: RawFd) -> Self {
+        let is_pipe = sys::is_pipe(fd);
+        if is_pipe {
+            sys::grow_pipe(fd, 1 << 20);
+        }
+        Out { fd, relay: None, is_pipe, no_splice: false, bytes: 0, buf: Vec::new() }
+    }
+
+    pub(crate) fn write(&mut self, b: &[u8]) -> Result<()> {
+        sys::write_all(self.fd, b).map_err(out_error)?;
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+
+    /// Moves `len` bytes at `off` of `src` into the stream unchanged.
+    fn copy(&mut self, src: &Source, off: u64, len: u64) -> Result<()> {
+        if !self.no_splice {
+            match self.splice(src, off, len) {
+                Ok(()) => return Ok(()),
+                Err((0, e)) if e.raw_os_error() == Some(libc::EINVAL) => self.no_splice = true,
+                Err((done, e)) => {
+                    return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        src.read_error(off + done, e)
+                    } else if done == u64::MAX {
+                        src.read_error(off, e)
+                    } else {
+                        out_error(e)
+                    })
+                }
+            }
+        }
+        let mut done = 0u64;
+        self.buf.resize(1 << 20, 0);
+        while done < len {
+            let n = (len - done).min(self.buf.len() as u64) as usize;
+            let mut buf = std::mem::take(&mut self.buf);
+            let r = src.read_at(&mut buf[..n], off + done).and_then(|()| self.write(&buf[..n]));
+            self.buf = buf;
+            r?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Splice `src[off..off+len]` to the output. Errors carry the bytes done before them
+    /// (`u64::MAX` marks a source-side error).
+    fn splice(&mut self, src: &Source, off: u64, len: u64) -> std::result::Result<(), (u64, std::io::Error)> {
+        let mut pos = off as i64;
+        let mut done = 0u64;
+        if self.is_pipe {
+            while done < len {
+                let want = (len - done).min(1 << 30) as usize;
+                let n = sys::splice(src.fd(), Some(&mut pos), self.fd, None, want).map_err(|e| (done, e))?;
+                if n == 0 {
+                    return Err((done, std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                done += n as u64;
+                self.bytes += n as u64;
+            }
+            return Ok(());
+        }
+        if self.relay.is_none() {
+            let p = sys::pipe().map_err(|e| (0, e))?;
+            sys::grow_pipe(p.1.as_raw_fd(), 1 << 20);
+            self.relay = Some(p);
+        }
+        let Some((r, w)) = &self.relay else {
+            return Err((0, std::io::ErrorKind::Other.into()));
+        };
+        let (r, w) = (r.as_raw_fd(), w.as_raw_fd());
+        while done < len {
+            let want = (len - done).min(1 << 20) as usize;
+            let n = sys::splice(src.fd(), Some(&mut pos), w, None, want).map_err(|e| (u64::MAX, e))?;
+            if n == 0 {
+                return Err((done, std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            let mut left = n;
+            while left > 0 {
+                let m = sys::splice(r, None, self.fd, None, left).map_err(|e| (done, e))?;
+                if m == 0 {
+                    return Err((done, std::io::ErrorKind::WriteZero.into()));
+                }
+                left -= m;
+            }
+            done += n as u64;
+            self.bytes += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Sends over a private pipe pair: splice in, tee for the checksum, splice out.
+pub(crate) struct TeePipes {
+    a: (OwnedFd, OwnedFd),
+    b: (OwnedFd, OwnedFd),
+    cap: usize,
+}
+
+impl TeePipes {
+    fn new() -> std::io::Result<Self> {
+        let a = sys::pipe()?;
+        let b = sys::pipe()?;
+        let cap = sys::grow_pipe(a.1.as_raw_fd(), 1 << 20).min(sys::grow_pipe(b.1.as_raw_fd(), 1 << 20));
+        Ok(TeePipes { a, b, cap })
+    }
+}
+
+/// Moves records into the stream.
+pub(crate) struct Sender<'s, 'a> {
+    pub out: Out,
+    pub src: &'s Source,
+    pub ra: Readahead<'a>,
+    pub mode: CopyMode,
+    pub writer: Box<dyn RecordWriter>,
+    /// A checksummed DATA record whose header waits for its payload's checksum.
+    pub pending: Option<(u64, u64)>,
+    pub buf: Vec<u8>,
+    pub tee: Option<TeePipes>,
+    pub progress: Progress,
+}
+
+impl Sender<'_, '_> {
+    fn data_record(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
+        let n = len as usize;
+        match self.mode {
+            CopyMode::SpliceAfterRead => {
+                self.buf.resize(n, 0);
+                self.src.read_at(&mut self.buf[..n], src)?;
+                let crc = crc32c::crc32c(&self.buf[..n]);
+                let h = self.writer.data(offset, len, crc);
+                self.out.write(&h)?;
+                self.out.copy(self.src, src, len)
+            }
+            CopyMode::ReadWrite => {
+                // Room for the header before the payload, so both go out in one write.
+                const ROOM: usize = 64;
+                self.buf.resize(ROOM + n, 0);
+                self.src.read_at(&mut self.buf[ROOM..ROOM + n], src)?;
+                let crc = crc32c::crc32c(&self.buf[ROOM..ROOM + n]);
+                let h = self.writer.data(offset, len, crc);
+                let Some(at) = ROOM.checked_sub(h.len()) else {
+                    return Err(internal("record header longer than its room"));
+                };
+                self.buf[at..ROOM].copy_from_slice(&h);
+                let buf = std::mem::take(&mut self.buf);
+                let r = self.out.write(&buf[at..ROOM + n]);
+                self.buf = buf;
+                r
+            }
+            CopyMode::Tee => self.tee_record(offset, len, src),
+        }
+    }
+
+    fn tee_record(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
+        if self.tee.is_none() {
+            self.tee = Some(TeePipes::new().map_err(out_error)?);
+        }
+        let Some(t) = &self.tee else {
+            return Err(internal("tee pipes"));
+        };
+        let (ar, aw) = (t.a.0.as_raw_fd(), t.a.1.as_raw_fd());
+        let (br, bw) = (t.b.0.as_raw_fd(), t.b.1.as_raw_fd());
+        let cap = t.cap as u64;
+        let mut done = 0u64;
+        let mut crc = 0u32;
+        // The whole payload must sit in pipe a before its header can be written: records larger
+        // than the pipe go the splice-after-read way.
+        if len > cap {
+            return self.data_record_fallback(offset, len, src);
+        }
+        let mut pos = src as i64;
+        while done < len {
+            let n = sys::splice(self.src.fd(), Some(&mut pos), aw, None, (len - done) as usize)
+                .map_err(|e| self.src.read_error(src + done, e))?;
+            if n == 0 {
+                return Err(self.src.read_error(src + done, std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            done += n as u64;
+        }
+        let mut teed = 0u64;
+        self.buf.resize(len as usize, 0);
+        while teed < len {
+            let n = sys::tee(ar, bw, (len - teed) as usize).map_err(out_error)?;
+            let mut got = 0usize;
+            while got < n {
+                let m = sys::read(br, &mut self.buf[teed as usize + got..teed as usize + n]).map_err(out_error)?;
+                if m == 0 {
+                    return Err(internal("tee pipe closed"));
+                }
+                got += m;
+            }
+            crc = crc32c::crc32c_append(crc, &self.buf[teed as usize..teed as usize + n]);
+            teed += n as u64;
+        }
+        let h = self.writer.data(offset, len, crc);
+        self.out.write(&h)?;
+        let mut left = len as usize;
+        while left > 0 {
+            let m = sys::splice(ar, None, self.out.fd, None, left).map_err(out_error)?;
+            if m == 0 {
+                return Err(out_error(std::io::ErrorKind::WriteZero.into()));
+            }
+            left -= m;
+            self.out.bytes += m as u64;
+        }
+        Ok(())
+    }
+
+    fn data_record_fallback(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
+        let mode = self.mode;
+        self.mode = CopyMode::SpliceAfterRead;
+        let r = self.data_record(offset, len, src);
+        self.mode = mode;
+        r
+    }
+}
+
+impl Emit for Sender<'_, '_> {
+    fn data(&mut self, offset: u64, len: u64) -> Result<()> {
+        if self.writer.checksummed() {
+            self.pending = Some((offset, len));
+            return Ok(());
+        }
+        let h = self.writer.data(offset, len, 0);
+        self.out.write(&h)
+    }
+    fn piece(&mut self, src: u64, len: u64) -> Result<()> {
+        if let Some((offset, rlen)) = self.pending.take() {
+            // A checksummed record's payload is one piece (the planner cuts records that way).
+            if rlen != len {
+                return Err(internal("checksummed DATA record with more than one piece"));
+            }
+            self.ra.before(len);
+            self.data_record(offset, len, src)?;
+            self.ra.after(len);
+            self.progress.add(len);
+            return Ok(());
+        }
+        // Large pieces go in windows so readahead and cache dropping keep pace.
+        const WINDOW: u64 = 8 << 20;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(WINDOW);
+            self.ra.before(n);
+            self.out.copy(self.src, src + done, n)?;
+            self.ra.after(n);
+            self.progress.add(n);
+            done += n;
+        }
+        Ok(())
+    }
+    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        let h = self.writer.unmap(offset, len);
+        self.out.write(&h)
+    }
+}
