@@ -289,12 +289,12 @@ pub fn assert_image(path: &Path, want: &[u8], what: &str) {
     }
 }
 
-/// Files in `dir` whose name looks like one of recv's temporaries.
+/// Files in `dir` whose name looks like one of recv's temporaries or undo journals.
 pub fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".thinsend-") && n.ends_with(".tmp"))
+        .filter(|n| n.contains(".thinsend-") && (n.ends_with(".tmp") || n.ends_with(".thinsend-journal")))
         .collect()
 }
