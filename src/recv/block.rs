@@ -108,6 +108,7 @@ impl<'o> BlockSink<'o> {
         let jp = journal_path(&s.state_file);
         if let Some(r) = journal::recover(&jp, &s.file, &s.ident()?, path)? {
             match r.old_state {
+                _ if r.torn => {}
                 Some(b) => state::write_atomically(&s.state_file, &b)?,
                 None => state::remove_if_exists(&s.state_file)?,
             }

@@ -122,7 +122,9 @@ impl<'o> FileSink<'o> {
         let jp = journal_path(&self.path);
         let id = ident(&self.file, &self.path)?;
         if let Some(r) = journal::recover(&jp, &self.file, &id, &self.path)? {
-            restore_state(&self.path, &self.file, r.old_state.as_deref())?;
+            if !r.torn {
+                restore_state(&self.path, &self.file, r.old_state.as_deref())?;
+            }
             note(&format!(
                 "{}: rolled back an interrupted receive ({} ranges, {} bytes restored from {})",
                 self.path.display(),

@@ -44,6 +44,9 @@ pub(crate) struct Ident {
 /// What a rollback restored.
 #[derive(Debug)]
 pub(crate) struct Restored {
+    /// The journal was cut before its header was durable: the receive had changed nothing, and the
+    /// target's state record stays as it is.
+    pub torn: bool,
     pub old_state: Option<Vec<u8>>,
     pub ranges: u64,
     pub bytes: u64,
@@ -86,12 +89,22 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::Other(format!("{}: not a usable thinsend undo journal: {what}", path.display()))
 }
 
-/// Parses a journal's header: the target it belongs to, its old state, and where entries start.
-fn parse_header(path: &Path, f: &File) -> Result<(Ident, Option<Vec<u8>>, u64)> {
+type Header = (Ident, Option<Vec<u8>>, u64);
+
+/// Parses a journal's header: the target it belongs to, its old state, and where entries start;
+/// `None` for a header cut short or torn (a crash before it was durable, so before any change).
+fn parse_header(path: &Path, f: &File) -> Result<Option<Header>> {
     let mut fixed = [0u8; 60];
-    f.read_exact_at(&mut fixed, 0).map_err(|e| bad(path, format!("header: {e}")))?;
+    let flen = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if flen < 64 {
+        return Ok(None);
+    }
+    f.read_exact_at(&mut fixed, 0).map_err(|e| Error::io(path, e))?;
     let u32_at = |o: usize| u32::from_le_bytes(fixed[o..o + 4].try_into().unwrap_or_default());
     let u64_at = |o: usize| u64::from_le_bytes(fixed[o..o + 8].try_into().unwrap_or_default());
+    if fixed[..8].iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
     if &fixed[..8] != MAGIC || u32_at(8) != VERSION {
         return Err(bad(path, "unknown magic or version"));
     }
@@ -103,10 +116,9 @@ fn parse_header(path: &Path, f: &File) -> Result<(Ident, Option<Vec<u8>>, u64)> 
         mtime_ns: i128::from_le_bytes(fixed[40..56].try_into().unwrap_or_default()),
     };
     let slen = u32_at(56);
-    let flen = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let state_len = if slen == NO_STATE { 0 } else { u64::from(slen) };
     if 60 + state_len + 4 > flen || state_len > 1 << 20 {
-        return Err(bad(path, "header is cut short"));
+        return Ok(None);
     }
     let mut rest = vec![0u8; state_len as usize + 4];
     f.read_exact_at(&mut rest, 60).map_err(|e| bad(path, e))?;
@@ -114,11 +126,11 @@ fn parse_header(path: &Path, f: &File) -> Result<(Ident, Option<Vec<u8>>, u64)> 
     let mut crc = crc32c::crc32c(&fixed);
     crc = crc32c::crc32c_append(crc, &rest[..state_len as usize]);
     if crc != stored {
-        return Err(bad(path, "header checksum mismatch"));
+        return Ok(None);
     }
     rest.truncate(state_len as usize);
     let state = (slen != NO_STATE).then_some(rest);
-    Ok((ident, state, 60 + state_len + 4))
+    Ok(Some((ident, state, 60 + state_len + 4)))
 }
 
 impl Journal {
@@ -279,10 +291,13 @@ impl Journal {
 
     /// Undoes this receive's changes to `target`; the journal is removed once the target is back.
     pub fn rollback(self, target: &File) -> Result<Restored> {
-        let (_, old_state, _) = parse_header(&self.path, &self.file)?;
+        let old_state = match parse_header(&self.path, &self.file)? {
+            Some((_, s, _)) => s,
+            None => return Err(bad(&self.path, "its header no longer reads back")),
+        };
         let (ranges, bytes) = play_back(&self.path, &self.file, self.header_len, &self.ident, target)?;
         self.commit()?;
-        Ok(Restored { old_state, ranges, bytes })
+        Ok(Restored { torn: false, old_state, ranges, bytes })
     }
 }
 
@@ -302,12 +317,11 @@ pub(crate) fn recover(path: &Path, target: &File, ident: &Ident, what: &Path) ->
             path.display()
         )));
     }
-    if f.metadata().map_err(|e| Error::io(path, e))?.len() < 64 {
+    let Some((j, old_state, start)) = parse_header(path, &f)? else {
         // Cut before its header was durable: the target was never touched.
         std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
-        return Ok(Some(Restored { old_state: None, ranges: 0, bytes: 0 }));
-    }
-    let (j, old_state, start) = parse_header(path, &f)?;
+        return Ok(Some(Restored { torn: true, old_state: None, ranges: 0, bytes: 0 }));
+    };
     if j.file != ident.file || j.dev != ident.dev || j.ino != ident.ino {
         return Err(Error::Other(format!(
             "{}: the undo journal {} was written for another file (device {} inode {}); move it away \
@@ -321,7 +335,7 @@ pub(crate) fn recover(path: &Path, target: &File, ident: &Ident, what: &Path) ->
     let (ranges, bytes) = play_back(path, &f, start, &j, target)?;
     std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
     let _ = sys::sync_dir_of(path);
-    Ok(Some(Restored { old_state, ranges, bytes }))
+    Ok(Some(Restored { torn: false, old_state, ranges, bytes }))
 }
 
 /// Writes every valid entry back, newest first, then the original length and mtime; syncs.

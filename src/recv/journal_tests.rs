@@ -108,3 +108,24 @@ fn unsaved_subtracts_saved_ranges() {
     assert_eq!(j.saved.len(), 1);
     assert_eq!(j.unsaved(0, 50), vec![(0, 10), (40, 50)]);
 }
+
+#[test]
+fn a_journal_cut_before_its_header_was_durable_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let t = target(d.path(), &[1u8; 4096]);
+    let id = ident_of(&t);
+    let jp = d.path().join("j");
+    for cut in [0u64, 30, 70] {
+        drop(Journal::create(&jp, id, Some(b"{\"state\":1}")).unwrap());
+        OpenOptions::new().write(true).open(&jp).unwrap().set_len(cut).unwrap();
+        let r = recover(&jp, &t, &id, Path::new("t")).unwrap().unwrap();
+        assert!(r.torn, "a journal cut at {cut} bytes was not seen as torn");
+        assert!(!jp.exists());
+    }
+    // A header whose checksum does not match: torn as well.
+    drop(Journal::create(&jp, id, None).unwrap());
+    let f = OpenOptions::new().write(true).open(&jp).unwrap();
+    f.write_all_at(&[0xff], 20).unwrap();
+    assert!(recover(&jp, &t, &id, Path::new("t")).unwrap().unwrap().torn);
+    assert_eq!(std::fs::read(d.path().join("t")).unwrap(), vec![1u8; 4096]);
+}
