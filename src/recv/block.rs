@@ -159,6 +159,8 @@ impl<'o> BlockSink<'o> {
             self.cursor = Some(0);
         }
         if self.journaled && !full {
+            let dir = state::dir_of(&self.state_file);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let old = read_plain(&self.state_file)?;
             self.journal = Some(Journal::create(&journal_path(&self.state_file), self.ident()?, old.as_deref())?);
         } else {

@@ -9,7 +9,7 @@
 mod beside;
 mod block;
 mod file;
-pub mod journal;
+mod journal;
 pub mod state;
 
 use std::io;
