@@ -56,7 +56,6 @@ pub(crate) fn create_temp(path: &Path) -> Result<(File, (PathBuf, Guard))> {
     let guard = Guard::new(Action::RemoveFile { path: name.clone() });
     match state::create_exclusive(&name) {
         Ok(f) => {
-            let _ = sys::try_lock(f.as_raw_fd());
             let _ = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
             Ok((f, (name, guard)))
         }

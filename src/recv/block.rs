@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::beside::remove_stale_temps;
 use super::journal::{self, write_zeros, Ident, Journal};
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
 use super::{check_range, finish_line, track, Apply, Options};
@@ -105,6 +106,9 @@ impl<'o> BlockSink<'o> {
     pub(crate) fn open_journaled(path: &Path, opts: &'o Options) -> Result<Self> {
         let mut s = Self::open(path, opts)?;
         s.journaled = true;
+        if s.state_file.parent().is_some_and(Path::is_dir) {
+            remove_stale_temps(&s.state_file)?;
+        }
         let jp = journal_path(&s.state_file);
         if let Some(r) = journal::recover(&jp, &s.file, &s.ident()?, path)? {
             match r.old_state {

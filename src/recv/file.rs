@@ -87,6 +87,7 @@ impl<'o> FileSink<'o> {
             Err(e) => return Err(Error::Other(format!("{}: directory {}: {e}", path.display(), dir.display()))),
         }
         remove_stale_temps(path)?;
+        remove_stale_temps(&sidecar(path))?;
         let (file, temp) = if exists {
             let f = OpenOptions::new()
                 .read(true)

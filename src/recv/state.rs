@@ -209,15 +209,19 @@ pub fn default_state_file(target: &Path) -> PathBuf {
     dir.join(format!("{name}.json"))
 }
 
-/// Creates `path` exclusively: never through a symlink, never over an existing file.
+/// Creates `path` exclusively: never through a symlink, never over an existing file. The file is
+/// locked (`flock`) while this process has it open, so a later run can tell a live receive's file
+/// from one a killed receive left.
 pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
-        .open(path)
+        .open(path)?;
+    sys::try_lock(f.as_raw_fd())?;
+    Ok(f)
 }
 
 /// Writes `bytes` to `path` atomically: an exclusively created temporary in the same directory,
