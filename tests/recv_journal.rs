@@ -1,7 +1,8 @@
 //! The undo journal under fire: an incremental receive into a file and into a loop block device is
 //! killed at random points (SIGKILL mostly, SIGTERM sometimes; 20 seeded trials each). After the
 //! next run into the target, it always holds the old image with the old state or the new image
-//! with the new state, never a mixture.
+//! with the new state, never a mixture. (The incremental is about 2 MiB, more than one batch of
+//! journaled writes, so kills land between batches too.)
 
 #[path = "stream_common/mod.rs"]
 mod common;
@@ -71,8 +72,8 @@ fn a_killed_receive_into_a_file_leaves_the_old_or_the_new_image() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pool = build(dir.path(), chain(61, 100, 2));
-    let vol = 100 * BS;
+    let pool = build(dir.path(), chain(61, 300, 2));
+    let vol = 300 * BS;
     let size = vol.to_string();
     let full = stream(&pool, 1, None, &["--size", &size]);
     let inc = stream(&pool, 2, Some(1), &["--size", &size]);
@@ -116,8 +117,8 @@ fn a_killed_receive_into_a_block_device_leaves_the_old_or_the_new_image() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pool = build(dir.path(), chain(62, 100, 2));
-    let vol = 100 * BS;
+    let pool = build(dir.path(), chain(62, 300, 2));
+    let vol = 300 * BS;
     let size = vol.to_string();
     let backing = dir.path().join("backing");
     std::fs::write(&backing, vec![0xABu8; vol as usize]).unwrap();

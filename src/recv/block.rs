@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::beside::remove_stale_temps;
 use super::journal::{self, write_zeros, Ident, Journal};
+use super::pending::Pending;
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
 use super::{check_range, finish_line, track, Apply, Options};
 use crate::error::{Error, Result};
@@ -36,6 +37,8 @@ pub struct BlockSink<'o> {
     limit: u64,
     journaled: bool,
     journal: Option<Journal>,
+    /// DATA held back to share one journal sync.
+    pending: Pending,
     written: bool,
     /// The incomplete state, recorded just before the first unjournaled write.
     mark: Option<State>,
@@ -93,6 +96,7 @@ impl<'o> BlockSink<'o> {
             limit: size,
             journaled: false,
             journal: None,
+            pending: Pending::default(),
             written: false,
             mark: None,
             start: None,
@@ -176,6 +180,7 @@ impl<'o> BlockSink<'o> {
     /// Called before every change to `[offset, offset+len)`: the journal saves it, or the first
     /// unjournaled change records the target as incomplete.
     fn touch(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.flush()?;
         if let Some(j) = &mut self.journal {
             j.save(&self.file, offset, len).map_err(|e| {
                 Error::Other(format!("{}: saving to the undo journal {}: {e}", self.path.display(), j.path().display()))
@@ -262,9 +267,26 @@ impl<'o> BlockSink<'o> {
         }
     }
 
+    /// Journals and writes the held DATA.
+    fn flush(&mut self) -> Result<()> {
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        self.pending
+            .flush(j, &self.file)
+            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+    }
+
     fn write_data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
         check_range(&self.path, offset, len, self.limit)?;
+        if self.journal.is_some() {
+            self.written = true;
+            if self.pending.push(offset, bytes) {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         self.fill_gap(offset)?;
         self.touch(offset, len)?;
         self.file.write_all_at(bytes, offset).map_err(|e| Error::io(&self.path, e))?;

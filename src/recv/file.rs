@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::beside::{base_path, create_temp, journal_path, note, remove_stale_temps};
 use super::journal::{self, punch_or_zero, Ident, Journal};
+use super::pending::Pending;
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
 use super::{check_range, track, volume_size, Apply, Options};
 use crate::cleanup::Guard;
@@ -28,6 +29,8 @@ pub(crate) struct FileSink<'o> {
     /// The temporary a new file is received into, with the guard removing it.
     temp: Option<(PathBuf, Guard)>,
     journal: Option<Journal>,
+    /// DATA held back to share one journal sync.
+    pending: Pending,
     /// The volume size: the file's length once received.
     limit: u64,
     /// Full streams into an existing file: everything below this offset is the stream's.
@@ -36,6 +39,8 @@ pub(crate) struct FileSink<'o> {
     progress: Progress,
     error: Option<String>,
     committed: bool,
+    /// `--rollback` returned the target to its received state before the journal began.
+    reverted: bool,
 }
 
 fn ident(f: &File, path: &Path) -> Result<Ident> {
@@ -106,12 +111,14 @@ impl<'o> FileSink<'o> {
             file,
             temp,
             journal: None,
+            pending: Pending::default(),
             limit: 0,
             cursor: None,
             start: None,
             progress: Progress::new(opts.progress, "received", None),
             error: None,
             committed: false,
+            reverted: false,
         };
         if exists {
             sink.recover()?;
@@ -211,6 +218,7 @@ impl<'o> FileSink<'o> {
         if let Some(s) = st {
             self.record_state(s.clone())?;
         }
+        self.reverted = true;
         note(&format!("{p}: rolled back to the last received state ({what} since)"));
         Ok(())
     }
@@ -255,8 +263,32 @@ impl<'o> FileSink<'o> {
         Error::Other(format!("{}: saving its old contents to the undo journal {j}: {e}", self.path.display()))
     }
 
+    /// DATA: written now, or (under the journal) held for the next flush.
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        check_range(&self.path, offset, bytes.len() as u64, self.limit)?;
+        self.fill_gap(offset)?;
+        if self.journal.is_none() {
+            return self.file.write_all_at(bytes, offset).map_err(|e| self.err(e));
+        }
+        if self.pending.push(offset, bytes) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Journals and writes the held DATA.
+    fn flush(&mut self) -> Result<()> {
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        self.pending
+            .flush(j, &self.file)
+            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+    }
+
     /// Saves `[offset, offset+len)` in the journal before it changes.
     fn before_change(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.flush()?;
         check_range(&self.path, offset, len, self.limit)?;
         self.fill_gap(offset)?;
         match &mut self.journal {
@@ -306,6 +338,7 @@ impl<'o> FileSink<'o> {
         let Some(start) = self.start.clone() else {
             return Ok(()); // empty input accepted with --allow-empty: nothing to apply
         };
+        self.flush()?;
         self.fill_gap(self.limit)?;
         self.file.sync_all().map_err(|e| self.err(e))?;
         self.record_state(state_for(&start, true))?;
@@ -356,9 +389,7 @@ impl Sink for FileSink<'_> {
 
     fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
-        let r = self
-            .before_change(offset, len)
-            .and_then(|_| self.file.write_all_at(bytes, offset).map_err(|e| self.err(e)));
+        let r = self.write(offset, bytes);
         self.advance(offset + len);
         self.progress.add(len);
         track(&mut self.error, r)
@@ -398,11 +429,19 @@ impl Apply for FileSink<'_> {
             };
         }
         let Some(j) = self.journal.take() else {
-            return format!("{p} left unchanged");
+            return match self.reverted {
+                true => {
+                    format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
+                }
+                false => format!("{p} left unchanged"),
+            };
         };
         let jp = j.path().to_path_buf();
         match j.rollback(&self.file) {
             Ok(r) => match restore_state(&self.path, &self.file, r.old_state.as_deref()) {
+                Ok(()) if self.reverted => {
+                    format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
+                }
                 Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
                 Err(e) => format!("{p} has its old contents back, but its state record could not be restored ({e})"),
             },

@@ -61,6 +61,8 @@ pub(crate) struct Journal {
     /// Target ranges already saved (start -> end), never saved twice: the first save holds the
     /// contents before this receive.
     saved: BTreeMap<u64, u64>,
+    /// Entries appended since the last sync.
+    dirty: bool,
     buf: Vec<u8>,
 }
 
@@ -160,6 +162,7 @@ impl Journal {
             header_len,
             end: header_len,
             saved: BTreeMap::new(),
+            dirty: false,
             buf: Vec::new(),
         })
     }
@@ -210,23 +213,35 @@ impl Journal {
     /// Saves the current contents of `[off, off+len)` of `target` (the part inside its original
     /// length, not saved before), durably, before the caller changes that range.
     pub fn save(&mut self, target: &File, off: u64, len: u64) -> io::Result<()> {
+        self.stage(target, off, len)?;
+        self.sync()
+    }
+
+    /// [`Journal::save`] without the sync: durable only after the next [`Journal::sync`], and the
+    /// range must not change before it.
+    pub fn stage(&mut self, target: &File, off: u64, len: u64) -> io::Result<()> {
         let end = off.saturating_add(len).min(self.ident.len);
         if end <= off {
             return Ok(());
         }
-        let todo = self.unsaved(off, end);
-        if todo.is_empty() {
-            return Ok(());
-        }
-        for &(s, e) in &todo {
+        for (s, e) in self.unsaved(off, end) {
             if self.ident.file {
                 self.save_sparse(target, s, e)?;
             } else {
                 self.append(target, KIND_DATA, s, e - s)?;
             }
             self.mark_saved(s, e);
+            self.dirty = true;
         }
-        self.file.sync_data()
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.file.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 
     /// File targets: data extents as data, holes as hole entries (nothing to copy).

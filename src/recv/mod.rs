@@ -10,6 +10,7 @@ mod beside;
 mod block;
 mod file;
 mod journal;
+mod pending;
 pub mod state;
 
 use std::io;
