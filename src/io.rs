@@ -314,3 +314,46 @@ pub fn stdio(fd: RawFd) -> BorrowedFd<'static> {
 pub fn raw(f: &impl AsRawFd) -> RawFd {
     f.as_raw_fd()
 }
+
+/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file description holds the lock.
+pub fn try_lock(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: flock takes only integers.
+    match retry(|| cvt(unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) })) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the modification time of `fd` (nanoseconds since the epoch), leaving its access time.
+pub fn set_mtime(fd: RawFd, mtime_ns: i128) -> io::Result<()> {
+    let t = [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        libc::timespec {
+            tv_sec: mtime_ns.div_euclid(1_000_000_000) as libc::time_t,
+            tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+        },
+    ];
+    // SAFETY: `t` holds the two timespecs futimens reads.
+    cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map(drop)
+}
+
+/// `renameat2(.., RENAME_NOREPLACE)`: renames `from` to `to` unless `to` exists (EEXIST).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let f = CString::new(from.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let t = CString::new(to.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    cvt(unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) })
+        .map(drop)
+}
+
+/// Removes extended attribute `name` of `fd`; not an error if it is not set.
+pub fn remove_xattr(fd: RawFd, name: &str) -> io::Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: `name` is NUL-terminated.
+    match cvt(unsafe { libc::fremovexattr(fd, name.as_ptr()) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        r => r.map(drop),
+    }
+}

@@ -198,6 +198,14 @@ enum Cmd {
         /// $THINSEND_STATE_DIR or /var/lib/thinsend-native, one JSON file per target).
         #[arg(long = "state-file", value_name = "FILE")]
         state_file: Option<PathBuf>,
+        /// A file target changed since the last receive: return it to the received state (kept as a
+        /// reflink copy where the filesystem has reflink), then apply the incremental stream.
+        #[arg(long)]
+        rollback: bool,
+        /// Volume size in bytes for a stream that does not carry it (LINBIT); default: the existing
+        /// target's size.
+        #[arg(long, value_name = "BYTES", conflicts_with = "lv")]
+        size: Option<u64>,
         #[command(flatten)]
         progress: ProgressArgs,
     },
@@ -464,7 +472,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        Cmd::Recv { lv, pool, snapshot, to, force, accept, allow_empty, state_file, progress } => {
+        Cmd::Recv { lv, pool, snapshot, to, force, accept, allow_empty, state_file, rollback, size, progress } => {
             if sys::is_tty(0) {
                 return Err(Error::Usage("expecting a data stream on stdin, which is a terminal".into()));
             }
@@ -481,6 +489,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 read: stream::ReadOptions { accept: accept.accept(), allow_empty },
                 progress: progress.mode(),
                 state_file,
+                rollback,
+                size,
             };
             recv::recv(0, &opts)?;
         }

@@ -1,7 +1,8 @@
 //! Receiving into a block device (a loop device over a file): written in place, exclusively, with
 //! the size checked first, holes of a full stream and UNMAPs zeroed (by discard or zero-out), the
-//! received identity recorded in a state file, and a failed receive marked incomplete. Needs root
-//! and losetup; skipped with a notice otherwise.
+//! received identity recorded in a state file, a failed incremental rolled back from the undo
+//! journal and a failed full stream marked incomplete. Needs root and losetup; skipped with a notice
+//! otherwise.
 
 #[path = "stream_common/mod.rs"]
 mod common;
@@ -126,9 +127,21 @@ fn block_device_chain_holes_state_and_failures() {
     assert!(stderr(&out).contains("smaller than the stream's volume"), "{}", stderr(&out));
     assert!(l.read(size as usize) == before);
 
-    // A stream cut in the middle: the device is partially written and marked incomplete.
+    // A stream cut in the middle: the undo journal puts the device back, the state is untouched.
     let inc = stream(&pool, 3, Some(2), &[]);
     let out = run(&recv_args(&l.dev, &state, &[]), &inc[..inc.len() / 2]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("left unchanged (rolled back"), "{}", stderr(&out));
+    assert!(l.read(size as usize) == before, "a cut incremental changed the device");
+    assert_eq!(state_of(&state)["source"]["thin_id"], 2);
+    assert!(!dir.path().join("state.json.journal").exists(), "journal left behind");
+    let out = run(&recv_args(&l.dev, &state, &[]), &inc);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(&l, pool.dev(3), size as usize, "incremental 2->3 after a cut one");
+    // A full stream cut in the middle (not journaled: it rewrites the whole device) is marked
+    // incomplete, and an incremental onto it refused.
+    let full3 = stream(&pool, 3, None, &[]);
+    let out = run(&recv_args(&l.dev, &state, &["--force"]), &full3[..full3.len() / 2]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("INCOMPLETE"), "{}", stderr(&out));
     assert_eq!(state_of(&state)["complete"], false);

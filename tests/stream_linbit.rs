@@ -55,9 +55,11 @@ fn linbit_vectors_received_into_files_give_the_readme_images() {
     assert_eq!(diff.len(), 327872);
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("lv.img");
-    let out = recv(&t, &full, &[]);
+    // LINBIT streams carry no volume size: the first receive into a new file is given it.
+    let size = (301 * BS).to_string();
+    let out = recv(&t, &full, &["--size", &size]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_image(&t, &readme_image(DEV1, 101), "full.stream");
+    assert_image(&t, &readme_image(DEV1, 301), "full.stream");
     let out = recv(&t, &diff, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_image(&t, &readme_image(DEV2, 301), "full.stream + diff.stream");
@@ -66,7 +68,7 @@ fn linbit_vectors_received_into_files_give_the_readme_images() {
     let t2 = dir.path().join("lv2.img");
     for name in ["full.stream", "diff.stream"] {
         let out = Command::new(BIN)
-            .args(["recv", "--to", s(&t2), "--quiet"])
+            .args(["recv", "--to", s(&t2), "--quiet", "--size", &size])
             .stdin(Stdio::from(std::fs::File::open(vector_path(name)).unwrap()))
             .output()
             .unwrap();
@@ -149,7 +151,7 @@ fn send_linbit_writes_the_vectors_byte_for_byte() {
         if let Some(b) = b {
             a.extend(["--base-id", b]);
         }
-        let (snd, rcv) = pipe(&a, &["recv", "--to", s(&t), "--quiet"]);
+        let (snd, rcv) = pipe(&a, &["recv", "--to", s(&t), "--quiet", "--size", &(301 * BS).to_string()]);
         assert!(snd.status.success() && rcv.status.success(), "{} {}", stderr(&snd), stderr(&rcv));
     }
     assert_image(&t, &readme_image(DEV2, 301), "sent linbit chain");

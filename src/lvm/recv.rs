@@ -257,6 +257,7 @@ pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
         read: args.read,
         progress: args.progress,
         state_file: Some(state_dir.join("state.json")),
+        ..Default::default()
     };
     let mut sink =
         LvmSink { args, vg: vg.clone(), name: name.clone(), inner_opts: &inner_opts, inner: None, staged: None };

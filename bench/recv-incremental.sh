@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# An incremental receive into a large existing file on a filesystem without reflink: today's binary
+# (OLD, default /tmp/thinsend-old) against this tree's (NEW) in the same run.
+#
+# Makes a pool with thin_restore: thin 1 maps a whole volume of BENCH_GIB GiB (default 4) on 64 KiB
+# blocks, thin 2 is a snapshot of it with BENCH_CHANGED blocks (default 6, i.e. 384 KiB) rewritten,
+# scattered. Makes an ext4 filesystem in a loop-mounted image (no reflink), receives thin 1 into one
+# file per binary there (each binary its own), then times the incremental 1 -> 2 into each, with the
+# page cache dropped before, and samples the filesystem's used space every 20 ms during it (peak
+# extra space). Prints both and the ratios old/new. Needs root (mount, drop_caches), thin_restore,
+# python3, and about 3 x BENCH_GIB GiB free in BENCH_DIR (default /var/tmp).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+GIB=${BENCH_GIB:-4}
+NCH=${BENCH_CHANGED:-6}
+NB=$((GIB * 16384))
+OLD=${OLD:-/tmp/thinsend-old}
+
+command -v thin_restore >/dev/null || { echo "bench: thin_restore not found (install thin-provisioning-tools)" >&2; exit 2; }
+[ -x "$OLD" ] || { echo "bench: no old binary at $OLD (set OLD=...)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "bench: needs root (loop mount, drop_caches)" >&2; exit 2; }
+cargo build --release --quiet
+NEW=$PWD/target/release/thinsend-native
+
+W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/thinsend-recvbench.XXXXXX")
+MNT=$W/mnt
+cleanup() { umount "$MNT" 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+python3 - "$NB" "$NCH" >"$W/pool.xml" <<'EOF'
+import sys
+nb, nch = int(sys.argv[1]), int(sys.argv[2])
+step = nb // (nch + 1)
+changed = {step * (i + 1): nb + i for i in range(nch)}
+out = ['<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="%d">' % (nb + nch + 16)]
+out.append('  <device dev_id="1" mapped_blocks="%d" transaction="0" creation_time="0" snap_time="1">' % nb)
+out.append('    <range_mapping origin_begin="0" data_begin="0" length="%d" time="0"/>' % nb)
+out.append('  </device>')
+out.append('  <device dev_id="2" mapped_blocks="%d" transaction="1" creation_time="1" snap_time="0">' % nb)
+start = 0
+for b in sorted(changed):
+    if b > start:
+        out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (start, start, b - start))
+    out.append('    <single_mapping origin_block="%d" data_block="%d" time="1"/>' % (b, changed[b]))
+    start = b + 1
+if start < nb:
+    out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (start, start, nb - start))
+out.append('  </device>')
+out.append('</superblock>')
+print('\n'.join(out))
+EOF
+truncate -s 64M "$W/meta.img"
+thin_restore -q -i "$W/pool.xml" -o "$W/meta.img"
+# Data: random bytes (a volume of zeros would hide nothing, but real data is what a replica holds).
+head -c $(((NB + NCH) * 65536)) /dev/urandom >"$W/data.img"
+send() { "$NEW" send --metadata "$W/meta.img" --data "$W/data.img" --quiet "$@"; }
+send --thin-id 1 >"$W/full.stream"
+send --thin-id 2 --base-id 1 >"$W/inc.stream"
+rm "$W/data.img"
+echo "volume $GIB GiB, incremental stream $(stat -c %s "$W/inc.stream") bytes ($NCH blocks of 64 KiB changed)"
+
+truncate -s $((3 * GIB + 2))G "$W/ext4.img"
+mkfs.ext4 -q "$W/ext4.img"
+mkdir "$MNT"
+mount -o loop "$W/ext4.img" "$MNT"
+used() { df --output=used -B1 "$MNT" | tail -1 | tr -d ' '; }
+
+# One incremental with binary $1 into $2: prints "seconds peak_extra_bytes".
+measure() {
+  local bin=$1 target=$2 before peak t0 t1 pid u
+  sync; echo 3 >/proc/sys/vm/drop_caches
+  before=$(used); peak=$before
+  t0=$(date +%s.%N)
+  "$bin" recv --to "$target" --quiet <"$W/inc.stream" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    u=$(used); [ "$u" -gt "$peak" ] && peak=$u
+    sleep 0.02
+  done
+  wait "$pid"
+  t1=$(date +%s.%N)
+  u=$(used); [ "$u" -gt "$peak" ] && peak=$u
+  echo "$(echo "$t1 - $t0" | bc -l) $((peak - before))"
+}
+
+for who in old new; do
+  bin=$OLD; [ $who = new ] && bin=$NEW
+  "$bin" recv --to "$MNT/$who.img" --quiet <"$W/full.stream"
+done
+sync
+read -r t_old s_old < <(measure "$OLD" "$MNT/old.img")
+read -r t_new s_new < <(measure "$NEW" "$MNT/new.img")
+cmp "$MNT/old.img" "$MNT/new.img" || { echo "bench: the two results differ" >&2; exit 1; }
+printf 'old: %8.3f s  peak extra space %12d bytes\n' "$t_old" "$s_old"
+printf 'new: %8.3f s  peak extra space %12d bytes\n' "$t_new" "$s_new"
+printf 'ratio old/new: time %.1fx, extra space %.1fx\n' \
+  "$(echo "$t_old / $t_new" | bc -l)" "$(echo "$s_old / ($s_new + ($s_new == 0))" | bc -l)"

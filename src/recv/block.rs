@@ -1,0 +1,388 @@
+//! A block-device target, written in place: opened exclusively, its size checked before the first
+//! write, holes of a full stream and UNMAPs zeroed (discard where it reads back as zeros, zero-out
+//! elsewhere). `recv --to DEV` protects incremental and LINBIT streams with the undo journal (kept
+//! beside the state file), so a failure leaves the device unchanged; a full stream rewrites the
+//! whole device, which no journal would make cheap, so it is marked incomplete until it ends.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::beside::remove_stale_temps;
+use super::journal::{self, write_zeros, Ident, Journal};
+use super::pending::Pending;
+use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
+use super::{check_range, finish_line, track, Apply, Options};
+use crate::error::{Error, Result};
+use crate::io as sys;
+use crate::progress::Progress;
+use crate::stream::native::Mode;
+use crate::stream::{Sink, Start, Summary};
+
+/// A block-device receiver. The LVM receiver uses it on the fresh LV it stages (nothing to journal
+/// there: a failed staging LV is removed); `recv --to DEV` uses it with the journal.
+pub struct BlockSink<'o> {
+    opts: &'o Options,
+    path: PathBuf,
+    file: File,
+    size: u64,
+    lbs: u64,
+    /// Discard granularity; 0 once discard proved unsupported.
+    discard: u64,
+    state_file: PathBuf,
+    /// For a full native stream: everything below this offset was written or zeroed; the gaps
+    /// between records (and the tail) are unmapped as they are passed.
+    cursor: Option<u64>,
+    limit: u64,
+    journaled: bool,
+    journal: Option<Journal>,
+    /// DATA held back to share one journal sync.
+    pending: Pending,
+    written: bool,
+    /// The incomplete state, recorded just before the first unjournaled write.
+    mark: Option<State>,
+    start: Option<Start>,
+    progress: Progress,
+    error: Option<String>,
+}
+
+fn journal_path(state_file: &Path) -> PathBuf {
+    let mut s = state_file.as_os_str().to_os_string();
+    s.push(".journal");
+    PathBuf::from(s)
+}
+
+fn discard_granularity(f: &File) -> Option<u64> {
+    let rdev = f.metadata().ok()?.rdev();
+    let (maj, min) = (libc::major(rdev), libc::minor(rdev));
+    let q = format!("/sys/dev/block/{maj}:{min}/queue");
+    let read = |n: &str| -> Option<u64> { std::fs::read_to_string(format!("{q}/{n}")).ok()?.trim().parse().ok() };
+    if read("discard_max_bytes") == Some(0) {
+        return Some(0);
+    }
+    read("discard_granularity").filter(|g| *g > 0)
+}
+
+impl<'o> BlockSink<'o> {
+    /// Opens `path` exclusively (refusing a device in use); no undo journal.
+    pub fn open(path: &Path, opts: &'o Options) -> Result<Self> {
+        let file =
+            OpenOptions::new().write(true).read(true).custom_flags(libc::O_EXCL | libc::O_CLOEXEC).open(path).map_err(
+                |e| {
+                    if e.raw_os_error() == Some(libc::EBUSY) {
+                        Error::Other(format!(
+                            "{}: device is in use (mounted, or held by another process): not writing to it",
+                            path.display()
+                        ))
+                    } else {
+                        Error::io(path, e)
+                    }
+                },
+            )?;
+        let fd = file.as_raw_fd();
+        let size = sys::blk_size(fd).map_err(|e| Error::io(path, e))?;
+        let lbs = sys::blk_logical_block_size(fd).unwrap_or(512) as u64;
+        let discard = discard_granularity(&file).unwrap_or(lbs);
+        Ok(BlockSink {
+            opts,
+            path: path.to_path_buf(),
+            file,
+            size,
+            lbs,
+            discard,
+            state_file: opts.state_file.clone().unwrap_or_else(|| default_state_file(path)),
+            cursor: None,
+            limit: size,
+            journaled: false,
+            journal: None,
+            pending: Pending::default(),
+            written: false,
+            mark: None,
+            start: None,
+            progress: Progress::new(opts.progress, "received", None),
+            error: None,
+        })
+    }
+
+    /// Opens `path` for `recv --to`: incremental and LINBIT streams are journaled, and a journal a
+    /// crashed receive left is rolled back first.
+    pub(crate) fn open_journaled(path: &Path, opts: &'o Options) -> Result<Self> {
+        let mut s = Self::open(path, opts)?;
+        s.journaled = true;
+        if s.state_file.parent().is_some_and(Path::is_dir) {
+            remove_stale_temps(&s.state_file)?;
+        }
+        let jp = journal_path(&s.state_file);
+        if let Some(r) = journal::recover(&jp, &s.file, &s.ident()?, path)? {
+            match r.old_state {
+                _ if r.torn => {}
+                Some(b) => state::write_atomically(&s.state_file, &b)?,
+                None => state::remove_if_exists(&s.state_file)?,
+            }
+            eprintln!(
+                "thinsend-native: {}: rolled back an interrupted receive ({} ranges, {} bytes restored from {})",
+                path.display(),
+                r.ranges,
+                r.bytes,
+                jp.display()
+            );
+        }
+        Ok(s)
+    }
+
+    fn ident(&self) -> Result<Ident> {
+        let m = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        Ok(Ident { file: false, len: self.size, dev: m.rdev(), ino: 0, mtime_ns: 0 })
+    }
+
+    pub fn finish_progress(&mut self, summary: &Summary, what: &str) {
+        finish_line(&mut self.progress, summary, what);
+    }
+
+    fn begin(&mut self, start: &Start) -> Result<()> {
+        if let Some(d) = start.header.as_ref().and_then(|h| h.data_bytes) {
+            self.progress.set_total(d);
+        }
+        let want = match &start.header {
+            Some(h) => h.volume_size,
+            None => self.opts.size.unwrap_or(self.size),
+        };
+        if want > self.size {
+            return Err(Error::Other(format!(
+                "{}: device is {} bytes, smaller than the stream's volume of {want} bytes: nothing written",
+                self.path.display(),
+                self.size,
+            )));
+        }
+        self.limit = want;
+        let full = start.header.as_ref().is_some_and(|h| h.mode == Mode::Full);
+        if let Some(h) = &start.header {
+            if h.mode == Mode::Incremental && !self.opts.force {
+                let st = state::read_state(&self.path, Some(&self.state_file))?;
+                check_base(&self.path, h, st.as_ref())?;
+            }
+        }
+        if full {
+            self.cursor = Some(0);
+        }
+        if self.journaled && !full {
+            let dir = state::dir_of(&self.state_file);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let old = read_plain(&self.state_file)?;
+            self.journal = Some(Journal::create(&journal_path(&self.state_file), self.ident()?, old.as_deref())?);
+        } else {
+            self.mark = Some(state_for(start, false));
+        }
+        Ok(())
+    }
+
+    /// Called before every change to `[offset, offset+len)`: the journal saves it, or the first
+    /// unjournaled change records the target as incomplete.
+    fn touch(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.flush()?;
+        if let Some(j) = &mut self.journal {
+            j.save(&self.file, offset, len).map_err(|e| {
+                Error::Other(format!("{}: saving to the undo journal {}: {e}", self.path.display(), j.path().display()))
+            })?;
+        }
+        if let Some(m) = self.mark.take() {
+            self.write_state(&m)?;
+        }
+        self.written = true;
+        Ok(())
+    }
+
+    fn write_state(&self, state: &State) -> Result<()> {
+        state::write_atomically(&self.state_file, &state::to_json(state)?)
+    }
+
+    /// Makes `[offset, offset+len)` read as zeros: BLKDISCARD of the part aligned to the discard
+    /// granularity, BLKZEROOUT (or written zeros) for the edges and wherever discard is unsupported.
+    fn unmap_range(&mut self, offset: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.touch(offset, len)?;
+        let end = offset + len;
+        let g = self.discard.max(self.lbs);
+        let mid_start = offset.div_ceil(g) * g;
+        let mid_end = end / g * g;
+        if self.discard == 0 || mid_end <= mid_start {
+            return self.zero(offset, len);
+        }
+        self.zero(offset, mid_start - offset)?;
+        let mut at = mid_start;
+        while at < mid_end {
+            let n = (mid_end - at).min(1 << 30);
+            match sys::blk_discard(self.file.as_raw_fd(), at, n) {
+                Ok(()) => at += n,
+                Err(e) if sys::is_unsupported(&e) || e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.discard = 0;
+                    break;
+                }
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        self.zero(at, mid_end - at)?;
+        self.zero(mid_end, end - mid_end)
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<()> {
+        let l = self.lbs;
+        let a_start = offset.div_ceil(l) * l;
+        let a_end = (offset + len) / l * l;
+        let wz = |f: &File, o, n| write_zeros(f, o, n).map_err(|e| Error::io(&self.path, e));
+        if a_end <= a_start {
+            return wz(&self.file, offset, len);
+        }
+        wz(&self.file, offset, a_start - offset)?;
+        let mut at = a_start;
+        while at < a_end {
+            let n = (a_end - at).min(1 << 30);
+            match sys::blk_zeroout(self.file.as_raw_fd(), at, n) {
+                Ok(()) => at += n,
+                Err(e) if sys::is_unsupported(&e) || e.raw_os_error() == Some(libc::EINVAL) => break,
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        wz(&self.file, at, a_end - at)?;
+        wz(&self.file, a_end, offset + len - a_end)
+    }
+
+    /// Full streams: zero what lies between the last record and `upto`.
+    fn fill_gap(&mut self, upto: u64) -> Result<()> {
+        if let Some(c) = self.cursor {
+            if upto > c {
+                self.unmap_range(c, upto - c)?;
+            }
+            self.cursor = Some(upto.max(c));
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, end: u64) {
+        if self.cursor.is_some() {
+            self.cursor = Some(end);
+        }
+    }
+
+    /// Journals and writes the held DATA.
+    fn flush(&mut self) -> Result<()> {
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        self.pending
+            .flush(j, &self.file)
+            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+    }
+
+    fn write_data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let len = bytes.len() as u64;
+        check_range(&self.path, offset, len, self.limit)?;
+        if self.journal.is_some() {
+            self.written = true;
+            if self.pending.push(offset, bytes) {
+                self.flush()?;
+            }
+            return Ok(());
+        }
+        self.fill_gap(offset)?;
+        self.touch(offset, len)?;
+        self.file.write_all_at(bytes, offset).map_err(|e| Error::io(&self.path, e))?;
+        self.advance(offset + len);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some(start) = self.start.clone() else {
+            return Ok(()); // empty input accepted with --allow-empty: nothing to apply
+        };
+        self.fill_gap(self.limit)?;
+        self.touch(0, 0)?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        self.write_state(&state_for(&start, true))?;
+        if let Some(j) = self.journal.take() {
+            j.commit()?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for BlockSink<'_> {
+    fn start(&mut self, start: &Start) -> Result<()> {
+        let r = self.begin(start);
+        self.start = Some(start.clone());
+        track(&mut self.error, r)
+    }
+
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let r = self.write_data(offset, bytes);
+        self.progress.add(bytes.len() as u64);
+        track(&mut self.error, r)
+    }
+
+    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        let r = check_range(&self.path, offset, len, self.limit).and_then(|_| self.touch(offset, len));
+        track(&mut self.error, r.map(|_| Some(self.file.as_raw_fd())))
+    }
+
+    fn spliced(&mut self, _offset: u64, len: u64) {
+        self.progress.add(len);
+    }
+
+    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        let r = check_range(&self.path, offset, len, self.limit)
+            .and_then(|_| self.fill_gap(offset))
+            .and_then(|_| self.unmap_range(offset, len));
+        self.advance(offset.saturating_add(len));
+        track(&mut self.error, r)
+    }
+
+    fn finish(&mut self, _summary: &Summary) -> Result<()> {
+        let r = self.commit();
+        track(&mut self.error, r)
+    }
+}
+
+impl Apply for BlockSink<'_> {
+    fn abort(&mut self) -> String {
+        let p = self.path.display();
+        if let Some(j) = self.journal.take() {
+            let jp = j.path().to_path_buf();
+            return match j.rollback(&self.file) {
+                Ok(r) => {
+                    let restored = match r.old_state {
+                        Some(b) => state::write_atomically(&self.state_file, &b),
+                        None => state::remove_if_exists(&self.state_file),
+                    };
+                    match restored {
+                        Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
+                        Err(e) => format!("{p} has its old contents back, but its state could not be restored ({e})"),
+                    }
+                }
+                Err(e) => format!(
+                    "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the \
+                     next receive into {p} rolls it back",
+                    jp.display()
+                ),
+            };
+        }
+        if self.written {
+            format!(
+                "{p} is INCOMPLETE: it was partially written and is marked incomplete in {}",
+                self.state_file.display()
+            )
+        } else {
+            format!("nothing was written to {p}")
+        }
+    }
+
+    fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
+
+    fn target_error(&mut self) -> Option<String> {
+        self.error.take()
+    }
+}

@@ -1,0 +1,463 @@
+//! A regular-file target. A new file is received into a short-named temporary in its directory
+//! (created exclusively, locked, removed on failure or signal), renamed into place without replacing
+//! anything. An existing file is written in place under the undo journal, so its owner, mode, hard
+//! links and xattrs stay. Where the filesystem has reflink, a clone of the received state is kept
+//! beside it, for `--rollback` of a target changed since.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::beside::{base_path, create_temp, journal_path, note, remove_stale_temps};
+use super::journal::{self, punch_or_zero, Ident, Journal};
+use super::pending::Pending;
+use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
+use super::{check_range, track, volume_size, Apply, Options};
+use crate::cleanup::Guard;
+use crate::error::{Error, Result};
+use crate::io as sys;
+use crate::progress::Progress;
+use crate::stream::native::Mode;
+use crate::stream::{Sink, Start, Summary};
+
+pub(crate) struct FileSink<'o> {
+    opts: &'o Options,
+    path: PathBuf,
+    file: File,
+    /// The temporary a new file is received into, with the guard removing it.
+    temp: Option<(PathBuf, Guard)>,
+    journal: Option<Journal>,
+    /// DATA held back to share one journal sync.
+    pending: Pending,
+    /// The volume size: the file's length once received.
+    limit: u64,
+    /// Full streams into an existing file: everything below this offset is the stream's.
+    cursor: Option<u64>,
+    start: Option<Start>,
+    progress: Progress,
+    error: Option<String>,
+    committed: bool,
+    /// `--rollback` returned the target to its received state before the journal began.
+    reverted: bool,
+}
+
+fn ident(f: &File, path: &Path) -> Result<Ident> {
+    let m = f.metadata().map_err(|e| Error::io(path, e))?;
+    let fp = Fingerprint::of(&m, false);
+    Ok(Ident { file: true, len: fp.size, dev: fp.dev, ino: fp.ino, mtime_ns: fp.mtime_ns })
+}
+
+/// Puts back the state record a journal saved (or removes the one this receive wrote).
+fn restore_state(path: &Path, f: &File, old: Option<&[u8]>) -> Result<()> {
+    let sc = sidecar(path);
+    match old {
+        Some(b) => match sys::set_xattr(f.as_raw_fd(), XATTR, b) {
+            Ok(()) => state::remove_if_exists(&sc),
+            Err(e) if sys::is_unsupported(&e) => state::write_atomically(&sc, &with_current_ctime(f, b)),
+            Err(e) => Err(Error::io(path, e)),
+        },
+        None => {
+            match sys::remove_xattr(f.as_raw_fd(), XATTR) {
+                Err(e) if !sys::is_unsupported(&e) => return Err(Error::io(path, e)),
+                _ => {}
+            }
+            state::remove_if_exists(&sc)
+        }
+    }
+}
+
+/// A sidecar state restored after a rollback: the contents are the received ones again, but writing
+/// them back moved the file's ctime, so the recorded ctime becomes the current one.
+fn with_current_ctime(f: &File, old: &[u8]) -> Vec<u8> {
+    let (Ok(mut st), Ok(m)) = (serde_json::from_slice::<State>(old), f.metadata()) else {
+        return old.to_vec();
+    };
+    match &mut st.file {
+        Some(fp) if fp.ctime_ns.is_some() => fp.ctime_ns = Fingerprint::of(&m, true).ctime_ns,
+        _ => return old.to_vec(),
+    }
+    state::to_json(&st).unwrap_or_else(|_| old.to_vec())
+}
+
+impl<'o> FileSink<'o> {
+    /// Checks the target before any stream byte is read: an existing file is opened for writing
+    /// (and a journal left by a crashed receive rolled back); for a new one, the temporary created.
+    pub fn open(path: &Path, opts: &'o Options, exists: bool) -> Result<Self> {
+        let dir = dir_of(path);
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::Other(format!("{}: {} is not a directory", path.display(), dir.display()))),
+            Err(e) => return Err(Error::Other(format!("{}: directory {}: {e}", path.display(), dir.display()))),
+        }
+        remove_stale_temps(path)?;
+        remove_stale_temps(&sidecar(path))?;
+        let (file, temp) = if exists {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            (f, None)
+        } else {
+            let (f, t) = create_temp(path)?;
+            (f, Some(t))
+        };
+        let sink = FileSink {
+            opts,
+            path: path.to_path_buf(),
+            file,
+            temp,
+            journal: None,
+            pending: Pending::default(),
+            limit: 0,
+            cursor: None,
+            start: None,
+            progress: Progress::new(opts.progress, "received", None),
+            error: None,
+            committed: false,
+            reverted: false,
+        };
+        if exists {
+            sink.recover()?;
+        }
+        Ok(sink)
+    }
+
+    fn recover(&self) -> Result<()> {
+        let jp = journal_path(&self.path);
+        let id = ident(&self.file, &self.path)?;
+        if let Some(r) = journal::recover(&jp, &self.file, &id, &self.path)? {
+            if !r.torn {
+                restore_state(&self.path, &self.file, r.old_state.as_deref())?;
+            }
+            note(&format!(
+                "{}: rolled back an interrupted receive ({} ranges, {} bytes restored from {})",
+                self.path.display(),
+                r.ranges,
+                r.bytes,
+                jp.display()
+            ));
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, start: &Start) -> Result<()> {
+        if let Some(d) = start.header.as_ref().and_then(|h| h.data_bytes) {
+            self.progress.set_total(d);
+        }
+        let existing = self.temp.is_none();
+        let len = self.len()?;
+        self.limit = volume_size(start, self.opts, &self.path, existing.then_some(len))?;
+        match start.header.as_ref().map(|h| (h.mode, h)) {
+            Some((Mode::Full, _)) if existing && len > 0 && !self.opts.force => {
+                return Err(Error::Other(format!(
+                    "{}: target exists ({len} bytes) and a full stream replaces it entirely; use --force to replace it",
+                    self.path.display()
+                )))
+            }
+            Some((Mode::Incremental, _)) if !existing => {
+                return Err(Error::Other(format!(
+                    "{}: does not exist; an incremental stream needs the image of its base there",
+                    self.path.display()
+                )))
+            }
+            Some((Mode::Incremental, h)) if !self.opts.force => {
+                let st = state::read_state(&self.path, None)?;
+                check_base(&self.path, h, st.as_ref())?;
+                if let Some(fp) = st.as_ref().and_then(|s| s.file.clone()) {
+                    self.check_unchanged(&fp, st.as_ref())?;
+                }
+            }
+            Some((Mode::Full, _)) if existing => self.cursor = Some(0),
+            _ => {}
+        }
+        if existing {
+            self.open_journal()?;
+        }
+        let len = self.len()?;
+        self.resize(len)
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(self.file.metadata().map_err(|e| Error::io(&self.path, e))?.len())
+    }
+
+    /// Refuses a target changed since the last receive, or with `--rollback` returns it to the
+    /// received state from the reflink copy kept beside it.
+    fn check_unchanged(&mut self, fp: &Fingerprint, st: Option<&State>) -> Result<()> {
+        let m = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        let Some(what) = fp.changes(&Fingerprint::of(&m, fp.ctime_ns.is_some())) else {
+            return Ok(());
+        };
+        let p = self.path.display().to_string();
+        if !self.opts.rollback {
+            return Err(Error::Other(format!(
+                "{p}: changed since the last receive ({what}); refusing to apply an incremental stream to \
+                 a modified replica: use --rollback to return it to the received state first, or --force \
+                 to apply anyway"
+            )));
+        }
+        let base = base_path(&self.path);
+        let b = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&base) {
+            Ok(b) if b.metadata().map(|m| m.len() == fp.size).unwrap_or(false) => b,
+            _ => {
+                return Err(Error::Other(format!(
+                    "{p}: changed since the last receive ({what}), and no copy of the received state is kept \
+                     (that needs a filesystem with reflink, e.g. XFS or btrfs): --rollback cannot restore it; \
+                     receive a full stream with --force, or use --force to apply the incremental anyway"
+                )))
+            }
+        };
+        sys::reflink(b.as_raw_fd(), self.file.as_raw_fd()).map_err(|e| Error::io(&self.path, e))?;
+        self.file.set_len(fp.size).map_err(|e| Error::io(&self.path, e))?;
+        self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        // The target is the received state again: record it so, in case what follows fails.
+        if let Some(s) = st {
+            self.record_state(s.clone())?;
+        }
+        self.reverted = true;
+        note(&format!("{p}: rolled back to the last received state ({what} since)"));
+        Ok(())
+    }
+
+    fn open_journal(&mut self) -> Result<()> {
+        let jp = journal_path(&self.path);
+        let old = raw_file_state(&self.path, &self.file)?.map(|(_, b)| b);
+        let id = ident(&self.file, &self.path)?;
+        self.journal = Some(Journal::create(&jp, id, old.as_deref()).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => Error::Other(format!(
+                "{}: another receive into it is running (it holds {})",
+                self.path.display(),
+                jp.display()
+            )),
+            e => e,
+        })?);
+        Ok(())
+    }
+
+    /// Gives the file the volume's length (a shrink saves the cut-off tail in the journal first).
+    fn resize(&mut self, len: u64) -> Result<()> {
+        if len == self.limit {
+            return Ok(());
+        }
+        if let Some(j) = &mut self.journal {
+            j.save(&self.file, self.limit, len.saturating_sub(self.limit)).map_err(|e| self.jerr(e))?;
+        }
+        self.file.set_len(self.limit).map_err(|e| self.err(e))
+    }
+
+    fn err(&self, e: io::Error) -> Error {
+        match &self.temp {
+            Some((t, _)) => {
+                Error::Other(format!("{}: {e} (writing its temporary {})", self.path.display(), t.display()))
+            }
+            None => Error::io(&self.path, e),
+        }
+    }
+
+    fn jerr(&self, e: io::Error) -> Error {
+        let j = self.journal.as_ref().map(|j| j.path().display().to_string()).unwrap_or_default();
+        Error::Other(format!("{}: saving its old contents to the undo journal {j}: {e}", self.path.display()))
+    }
+
+    /// DATA: written now, or (under the journal) held for the next flush.
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        check_range(&self.path, offset, bytes.len() as u64, self.limit)?;
+        self.fill_gap(offset)?;
+        if self.journal.is_none() {
+            return self.file.write_all_at(bytes, offset).map_err(|e| self.err(e));
+        }
+        if self.pending.push(offset, bytes) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Journals and writes the held DATA.
+    fn flush(&mut self) -> Result<()> {
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        self.pending
+            .flush(j, &self.file)
+            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+    }
+
+    /// Saves `[offset, offset+len)` in the journal before it changes.
+    fn before_change(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.flush()?;
+        check_range(&self.path, offset, len, self.limit)?;
+        self.fill_gap(offset)?;
+        match &mut self.journal {
+            Some(j) => j.save(&self.file, offset, len).map_err(|e| self.jerr(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Full streams into an existing file: what lies between records reads as zeros.
+    fn fill_gap(&mut self, upto: u64) -> Result<()> {
+        let Some(c) = self.cursor else {
+            return Ok(());
+        };
+        self.cursor = Some(c.max(upto));
+        if upto > c {
+            if let Some(j) = &mut self.journal {
+                j.save(&self.file, c, upto - c).map_err(|e| self.jerr(e))?;
+            }
+            punch_or_zero(&self.file, c, upto - c).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, end: u64) {
+        if let Some(c) = self.cursor {
+            self.cursor = Some(c.max(end));
+        }
+    }
+
+    /// Writes the state record: the file's xattr, or a sidecar where it has no user xattrs.
+    fn record_state(&mut self, mut st: State) -> Result<()> {
+        let m = self.file.metadata().map_err(|e| self.err(e))?;
+        st.file = Some(Fingerprint::of(&m, false));
+        let json = state::to_json(&st)?;
+        let sc = sidecar(&self.path);
+        match sys::set_xattr(self.file.as_raw_fd(), XATTR, &json) {
+            Ok(()) => state::remove_if_exists(&sc),
+            Err(e) if sys::is_unsupported(&e) => {
+                st.file = Some(Fingerprint::of(&m, true));
+                state::write_atomically(&sc, &state::to_json(&st)?)
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some(start) = self.start.clone() else {
+            return Ok(()); // empty input accepted with --allow-empty: nothing to apply
+        };
+        self.flush()?;
+        self.fill_gap(self.limit)?;
+        self.file.sync_all().map_err(|e| self.err(e))?;
+        self.record_state(state_for(&start, true))?;
+        self.file.sync_all().map_err(|e| self.err(e))?;
+        if let Some((tmp, _)) = &self.temp {
+            if let Err(e) = sys::rename_noreplace(tmp, &self.path) {
+                let _ = state::remove_if_exists(&sidecar(&self.path));
+                return Err(if e.raw_os_error() == Some(libc::EEXIST) {
+                    Error::Other(format!("{}: appeared while receiving; not replaced", self.path.display()))
+                } else {
+                    Error::io(&self.path, e)
+                });
+            }
+            let _ = sys::sync_dir_of(&self.path);
+            if let Some((_, g)) = self.temp.take() {
+                g.disarm();
+            }
+        }
+        if let Some(j) = self.journal.take() {
+            j.commit()?;
+        }
+        self.committed = true;
+        self.keep_base();
+        Ok(())
+    }
+
+    /// Keeps a reflink clone of the received state for `--rollback`; where the filesystem has no
+    /// reflink, none (and an older one goes: it no longer matches).
+    fn keep_base(&self) {
+        let base = base_path(&self.path);
+        let tmp = dir_of(&self.path).join(format!(".{}.thinsend-{}.base.tmp", tag(&self.path), std::process::id()));
+        let cloned = state::create_exclusive(&tmp)
+            .and_then(|t| sys::reflink(self.file.as_raw_fd(), t.as_raw_fd()))
+            .and_then(|_| std::fs::rename(&tmp, &base));
+        if cloned.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&base);
+        }
+    }
+}
+
+impl Sink for FileSink<'_> {
+    fn start(&mut self, start: &Start) -> Result<()> {
+        let r = self.begin(start);
+        self.start = Some(start.clone());
+        track(&mut self.error, r)
+    }
+
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let len = bytes.len() as u64;
+        let r = self.write(offset, bytes);
+        self.advance(offset + len);
+        self.progress.add(len);
+        track(&mut self.error, r)
+    }
+
+    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        let r = self.before_change(offset, len).map(|_| Some(self.file.as_raw_fd()));
+        self.advance(offset.saturating_add(len));
+        track(&mut self.error, r)
+    }
+
+    fn spliced(&mut self, _offset: u64, len: u64) {
+        self.progress.add(len);
+    }
+
+    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        let r = self
+            .before_change(offset, len)
+            .and_then(|_| punch_or_zero(&self.file, offset, len).map_err(|e| self.err(e)));
+        self.advance(offset.saturating_add(len));
+        track(&mut self.error, r)
+    }
+
+    fn finish(&mut self, _summary: &Summary) -> Result<()> {
+        let r = self.commit();
+        track(&mut self.error, r)
+    }
+}
+
+impl Apply for FileSink<'_> {
+    fn abort(&mut self) -> String {
+        let p = self.path.display();
+        if let Some((t, g)) = self.temp.take() {
+            return match g.run() {
+                Ok(()) => format!("{p} not created"),
+                Err(e) => format!("{p} not created (its temporary {} could not be removed: {e})", t.display()),
+            };
+        }
+        let Some(j) = self.journal.take() else {
+            return match self.reverted {
+                true => {
+                    format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
+                }
+                false => format!("{p} left unchanged"),
+            };
+        };
+        let jp = j.path().to_path_buf();
+        match j.rollback(&self.file) {
+            Ok(r) => match restore_state(&self.path, &self.file, r.old_state.as_deref()) {
+                Ok(()) if self.reverted => {
+                    format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
+                }
+                Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
+                Err(e) => format!("{p} has its old contents back, but its state record could not be restored ({e})"),
+            },
+            Err(e) => format!(
+                "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the next \
+                 receive into {p} rolls it back",
+                jp.display()
+            ),
+        }
+    }
+
+    fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
+
+    fn target_error(&mut self) -> Option<String> {
+        self.error.take()
+    }
+}
