@@ -122,9 +122,11 @@ impl<'a> LvmSink<'a> {
     fn stage_full(&self, h: &Header, existing: Option<&ThinLv>, tmp: &str) -> Result<Guard> {
         let full = format!("{}/{}", self.vg, self.name);
         let pool = match (existing, &self.args.pool) {
-            (Some(_), _) if !self.args.force => return Err(Error::Other(format!(
+            (Some(_), _) if !self.args.force => {
+                return Err(Error::Other(format!(
                 "{full} exists and a full stream replaces it entirely: use --force to replace it; nothing was changed"
-            ))),
+            )))
+            }
             (Some(lv), _) => lv.pool.clone(),
             (None, Some(p)) => {
                 let (pvg, pool) = split_name(p)?;
