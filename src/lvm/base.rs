@@ -71,10 +71,11 @@ fn changes(base: &ThinLv, target: &ThinLv) -> Result<Changes> {
     Ok(c)
 }
 
-/// Refuses a target written since the last receive. Without a kept base (an LV received before
-/// bases were kept, or one whose base does not record the target's state) there is nothing to
-/// compare against, and the target is taken as it is.
-pub fn check_unmodified(target: &ThinLv, stats: bool) -> Result<()> {
+/// Refuses a target written since the last receive: `copy` (a snapshot of `target` just taken)
+/// must equal the kept base. Without a kept base (an LV received before bases were kept, or one
+/// whose base does not record the target's state) there is nothing to compare against, and the
+/// target is taken as it is.
+pub fn check_unmodified(target: &ThinLv, copy: &ThinLv, stats: bool) -> Result<()> {
     let Some(base) = kept(target)? else {
         if stats {
             eprintln!("thinsend-native: {} has no kept received state to check against", target.full_name());
@@ -92,7 +93,7 @@ pub fn check_unmodified(target: &ThinLv, stats: bool) -> Result<()> {
         return Ok(());
     }
     let t0 = Instant::now();
-    let c = changes(&base, target)?;
+    let c = changes(&base, copy)?;
     if stats {
         eprintln!(
             "thinsend-native: checked {} against {}: {} changed range(s), {} metadata blocks read, {} ms",

@@ -44,17 +44,14 @@ fn number(what: &str, field: &'static str, value: &str) -> Result<u64, LvmError>
     value.parse().map_err(|_| LvmError::Field { what: what.into(), field, value: value.into() })
 }
 
-/// The first LV of a report for `name`: None when the report lists none; `NotThin` for an LV that
-/// is not a thin volume.
-pub fn parse_thin_lv(json: &str, name: &str) -> Result<Option<ThinLv>, LvmError> {
-    let Some(r) = rows::<ThinRow>(json, name)?.into_iter().next() else { return Ok(None) };
+fn thin_from_row(r: ThinRow, name: &str) -> Result<ThinLv, LvmError> {
     if r.pool_lv.is_empty() || r.thin_id.is_empty() {
         return Err(LvmError::NotThin { name: name.into(), attr: r.lv_attr });
     }
     if r.lv_attr.len() < 10 {
         return Err(LvmError::Field { what: name.into(), field: "lv_attr", value: r.lv_attr });
     }
-    Ok(Some(ThinLv {
+    Ok(ThinLv {
         thin_id: number(name, "thin_id", &r.thin_id)?,
         size: number(name, "lv_size", &r.lv_size)?,
         tags: r.lv_tags.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
@@ -65,7 +62,21 @@ pub fn parse_thin_lv(json: &str, name: &str) -> Result<Option<ThinLv>, LvmError>
         pool: r.pool_lv,
         attr: r.lv_attr,
         origin: r.origin,
-    }))
+    })
+}
+
+/// The first LV of a report for `name` (`lvs -o THIN_LV_FIELDS VG/LV`): None when the report
+/// lists none; `NotThin` for an LV that is not a thin volume.
+pub fn parse_thin_lv(json: &str, name: &str) -> Result<Option<ThinLv>, LvmError> {
+    let Some(r) = rows::<ThinRow>(json, name)?.into_iter().next() else { return Ok(None) };
+    thin_from_row(r, name).map(Some)
+}
+
+/// The LV named `lv` in a report of a whole VG (`lvs -o THIN_LV_FIELDS VG`), if it lists one.
+pub fn parse_vg_thin_lv(json: &str, vg: &str, lv: &str) -> Result<Option<ThinLv>, LvmError> {
+    let name = format!("{vg}/{lv}");
+    let row = rows::<ThinRow>(json, vg)?.into_iter().find(|r| r.lv_name == lv);
+    row.map(|r| thin_from_row(r, &name)).transpose()
 }
 
 #[derive(Deserialize)]
@@ -127,6 +138,20 @@ mod tests {
         }
         assert!(parse_thin_lv("{\"report\":", "vg/r").is_err());
         assert!(parse_thin_lv(r#"{"report":[{}]}"#, "vg/r").is_err());
+    }
+
+    #[test]
+    fn an_lv_is_found_by_name_in_a_vg_report() {
+        let two = GOOD.replace(
+            "}]}]}",
+            r#"},{"vg_name":"vg","vg_uuid":"VU","lv_name":"pool","lv_uuid":"PU",
+            "pool_lv":"","thin_id":"","lv_attr":"twi-aotz--","lv_size":"268435456","lv_tags":"","origin":""}]}]}"#,
+        );
+        assert_eq!(parse_vg_thin_lv(&two, "vg", "r").unwrap().unwrap().thin_id, 3);
+        assert_eq!(parse_vg_thin_lv(&two, "vg", "x").unwrap(), None);
+        assert!(matches!(parse_vg_thin_lv(&two, "vg", "pool"), Err(LvmError::NotThin { .. })));
+        let garbled = two.replace(r#""thin_id":"3""#, r#""thin_id":"-3""#);
+        assert!(parse_vg_thin_lv(&garbled, "vg", "r").is_err());
     }
 
     #[test]

@@ -61,15 +61,19 @@ pub fn split_name(name: &str) -> Result<(String, String)> {
     }
 }
 
-/// The LV, or None when LVM has no such LV in that VG.
+/// The LV, or None when LVM has no such LV in that VG (one `lvs` of the VG).
 pub fn find_thin_lv(name: &str) -> Result<Option<ThinLv>> {
     let (vg, lv) = split_name(name)?;
-    let out = run(Command::new("lvs").args(["--reportformat", "json", "-o", "lv_name", &vg]))?;
-    if lvs::parse_names(&out, &vg)?.contains(&lv) {
-        thin_lv(name).map(Some)
-    } else {
-        Ok(None)
+    let out = run(Command::new("lvs").args(lvs_thin_args(&vg)))?;
+    match lvs::parse_vg_thin_lv(&out, &vg, &lv) {
+        Err(e) if e.is_usage() => Err(Error::Usage(e.to_string())),
+        r => Ok(r?),
     }
+}
+
+/// `lvs` arguments for a thin LV's facts, of `name` (VG/LV, or a VG for all its LVs).
+fn lvs_thin_args(name: &str) -> [&str; 8] {
+    ["--reportformat", "json", "--units", "b", "--nosuffix", "-o", lvs::THIN_LV_FIELDS, name]
 }
 
 /// Makes the LV active for the duration of the returned guard (which deactivates it again if it
@@ -99,16 +103,7 @@ pub fn run(cmd: &mut Command) -> Result<String> {
 /// `vg/lv` or `/dev/vg/lv` -> the LV's facts; refuses anything but a thin LV.
 pub fn thin_lv(name: &str) -> Result<ThinLv> {
     let name = name.strip_prefix("/dev/").unwrap_or(name);
-    let out = run(Command::new("lvs").args([
-        "--reportformat",
-        "json",
-        "--units",
-        "b",
-        "--nosuffix",
-        "-o",
-        lvs::THIN_LV_FIELDS,
-        name,
-    ]))?;
+    let out = run(Command::new("lvs").args(lvs_thin_args(name)))?;
     match lvs::parse_thin_lv(&out, name) {
         Ok(Some(lv)) => Ok(lv),
         Ok(None) => Err(Error::Usage(LvmError::NoSuchLv(name.into()).to_string())),

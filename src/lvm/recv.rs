@@ -150,11 +150,11 @@ impl<'a> LvmSink<'a> {
     }
 
     /// An incremental (or LINBIT) stream goes into a snapshot of the target, once the target is
-    /// known to be at the stream's base and unmodified since; with `--rollback`, into a snapshot of
-    /// the kept base instead.
+    /// known to be at the stream's base and the snapshot equal to the kept base (unmodified since
+    /// the last receive); with `--rollback`, into a snapshot of the kept base instead.
     fn stage_onto(&self, header: Option<&Header>, lv: &ThinLv, tmp: &str) -> Result<Guard> {
         let full = lv.full_name();
-        let mut from = full.clone();
+        let (mut from, mut check) = (full.clone(), false);
         if let Some(h) = header.filter(|h| h.mode == Mode::Incremental) {
             let base = h.base.as_ref().ok_or_else(|| Error::Other("incremental stream without a base".into()))?;
             let want = state_tag(base);
@@ -172,13 +172,18 @@ impl<'a> LvmSink<'a> {
                         if has.is_empty() { "no received state".to_string() } else { format!("{has:?}") }
                     )));
                 }
-                base::check_unmodified(lv, self.args.stats)?;
+                check = true;
             }
         }
         let guard = Guard::new(Action::RemoveLv { lv: tmp.into() });
         run(Command::new("lvcreate").args(["-q", "-s", "-n", &self.tmp_name(), &from]))?;
         if from != full {
             base::make_writable(tmp)?;
+        }
+        if check {
+            // The temporary, not the target, is compared: it is what the stream will be applied
+            // to, so a write to the target after the check cannot slip into the result.
+            base::check_unmodified(lv, &thin_lv(tmp)?, self.args.stats)?;
         }
         run(Command::new("lvchange").args(["-q", "-ay", "-K", tmp]))?;
         Ok(guard)
