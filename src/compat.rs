@@ -30,66 +30,137 @@ fn usage(err: &mut dyn Write) {
     );
 }
 
-/// Runs the drop-in; returns the exit code.
-pub fn main(args: Vec<String>) -> u8 {
-    let mut err = std::io::stderr();
-    let argv0 = args.first().cloned().unwrap_or_default();
-    let base = std::path::Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
-    let (mut send, mut recv) = (base.contains("send"), base.contains("recv") || base.contains("receive"));
-    let (mut allow_tty, mut accept) = (false, "auto".to_string());
-    let mut positional = Vec::new();
+/// What the command line asked for.
+struct Opts {
+    send: bool,
+    recv: bool,
+    allow_tty: bool,
+    accept: String,
+    positional: Vec<String>,
+}
+
+/// Sets the mode or the tty flag for one short option letter; false for an unknown one.
+fn short(c: char, o: &mut Opts) -> bool {
+    match c {
+        's' => (o.send, o.recv) = (true, false),
+        'r' => (o.send, o.recv) = (false, true),
+        't' => o.allow_tty = true,
+        _ => return false,
+    }
+    true
+}
+
+/// Parses thin-send-recv's options; Err(exit code) once the run is over (version, about, errors).
+fn parse(args: Vec<String>, base: &str, err: &mut dyn Write) -> Result<Opts, u8> {
+    let mut o = Opts {
+        send: base.contains("send"),
+        recv: base.contains("recv") || base.contains("receive"),
+        allow_tty: false,
+        accept: "auto".to_string(),
+        positional: Vec::new(),
+    };
     let mut it = args.into_iter().skip(1);
     let mut only_positional = false;
     while let Some(a) = it.next() {
         if only_positional || !a.starts_with('-') || a == "-" {
-            positional.push(a);
+            o.positional.push(a);
             continue;
         }
         match a.as_str() {
             "--" => only_positional = true,
             "-v" | "--version" => {
                 println!("{VERSION} (thinsend-native {})", env!("CARGO_PKG_VERSION"));
-                return 0;
+                return Err(0);
             }
             "-a" | "--about" => {
                 println!("thinsend-native {}: a drop-in for thin_send/thin_recv {VERSION}", env!("CARGO_PKG_VERSION"));
-                return 0;
+                return Err(0);
             }
-            "-s" | "--send" => (send, recv) = (true, false),
-            "-r" | "--receive" => (send, recv) = (false, true),
-            "-t" | "--allow-tty" => allow_tty = true,
+            "-s" | "--send" => _ = short('s', &mut o),
+            "-r" | "--receive" => _ = short('r', &mut o),
+            "-t" | "--allow-tty" => _ = short('t', &mut o),
             "--accept-stream-format" => match it.next() {
-                Some(v) => accept = v,
+                Some(v) => o.accept = v,
                 None => {
                     let _ = writeln!(err, "option '--accept-stream-format' requires an argument");
-                    usage(&mut err);
-                    return EXIT_ERROR;
+                    usage(err);
+                    return Err(EXIT_ERROR);
                 }
             },
-            s if s.starts_with("--accept-stream-format=") => accept = s["--accept-stream-format=".len()..].to_string(),
+            s if s.starts_with("--accept-stream-format=") => {
+                o.accept = s["--accept-stream-format=".len()..].to_string()
+            }
+            // bundled short options: -st
             s if s.starts_with('-') && !s.starts_with("--") && s.len() > 2 => {
-                // bundled short options: -st
-                for c in s[1..].chars() {
-                    match c {
-                        's' => (send, recv) = (true, false),
-                        'r' => (send, recv) = (false, true),
-                        't' => allow_tty = true,
-                        _ => {
-                            let _ = writeln!(err, "unknown option '-{c}'");
-                            usage(&mut err);
-                            return EXIT_ERROR;
-                        }
-                    }
+                if let Some(c) = s[1..].chars().find(|&c| !short(c, &mut o)) {
+                    let _ = writeln!(err, "unknown option '-{c}'");
+                    usage(err);
+                    return Err(EXIT_ERROR);
                 }
             }
             _ => {
                 let _ = writeln!(err, "unknown option '{a}'");
-                usage(&mut err);
-                return EXIT_ERROR;
+                usage(err);
+                return Err(EXIT_ERROR);
             }
         }
     }
-    let read = match accept.as_str() {
+    Ok(o)
+}
+
+fn send(o: &Opts, err: &mut dyn Write) -> Result<crate::Result<()>, u8> {
+    if sys::is_tty(1) && !o.allow_tty {
+        let _ = writeln!(err, "Not dumping the data stream onto your terminal. Use --allow-tty to override.");
+        return Err(EXIT_ERROR);
+    }
+    let (base, snap) = match o.positional.as_slice() {
+        [snap] => (None, snap.clone()),
+        [base, snap] => (Some(base.clone()), snap.clone()),
+        _ => {
+            usage(err);
+            return Err(EXIT_ERROR);
+        }
+    };
+    let args = lvm::send::Args {
+        base,
+        snap,
+        format: StreamFormat::Linbit,
+        read_from: lvm::send::ReadFrom::Lv,
+        progress: progress::Mode::Never,
+    };
+    Ok(lvm::send::send(&args, 1).map(|_| ()))
+}
+
+fn recv(o: &Opts, read: ReadOptions, err: &mut dyn Write) -> Result<crate::Result<()>, u8> {
+    if sys::is_tty(0) && !o.allow_tty {
+        let _ = writeln!(err, "Expecting a data stream on stdin. Use --allow-tty to override.");
+        return Err(EXIT_ERROR);
+    }
+    let [target] = o.positional.as_slice() else {
+        usage(err);
+        return Err(EXIT_ERROR);
+    };
+    let args = lvm::recv::Args {
+        target: target.clone(),
+        read,
+        progress: progress::Mode::Never,
+        // thin_recv applies streams without base checks (LINBIT streams carry no identity).
+        force: false,
+        ..Default::default()
+    };
+    Ok(lvm::recv::recv(&args, 0).map(|_| ()))
+}
+
+/// Runs the drop-in; returns the exit code.
+pub fn main(args: Vec<String>) -> u8 {
+    let mut err = std::io::stderr();
+    let argv0 = args.first().cloned().unwrap_or_default();
+    let base = std::path::Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let o = match parse(args, &base, &mut err) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let read = match o.accept.as_str() {
         "auto" => ReadOptions { accept: Accept::Auto, allow_empty: true },
         "1.1" => ReadOptions { accept: Accept::Linbit11, allow_empty: false },
         "1.0" => ReadOptions { accept: Accept::Linbit10, allow_empty: true },
@@ -98,58 +169,20 @@ pub fn main(args: Vec<String>) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let result = match (send, recv) {
-        (true, false) => {
-            if sys::is_tty(1) && !allow_tty {
-                let _ = writeln!(err, "Not dumping the data stream onto your terminal. Use --allow-tty to override.");
-                return EXIT_ERROR;
-            }
-            let (base, snap) = match positional.as_slice() {
-                [snap] => (None, snap.clone()),
-                [base, snap] => (Some(base.clone()), snap.clone()),
-                _ => {
-                    usage(&mut err);
-                    return EXIT_ERROR;
-                }
-            };
-            let args = lvm::send::Args {
-                base,
-                snap,
-                format: StreamFormat::Linbit,
-                read_from: lvm::send::ReadFrom::Lv,
-                progress: progress::Mode::Never,
-            };
-            lvm::send::send(&args, 1).map(|_| ())
-        }
-        (false, true) => {
-            if sys::is_tty(0) && !allow_tty {
-                let _ = writeln!(err, "Expecting a data stream on stdin. Use --allow-tty to override.");
-                return EXIT_ERROR;
-            }
-            let [target] = positional.as_slice() else {
-                usage(&mut err);
-                return EXIT_ERROR;
-            };
-            let args = lvm::recv::Args {
-                target: target.clone(),
-                read,
-                progress: progress::Mode::Never,
-                // thin_recv applies streams without base checks (LINBIT streams carry no identity).
-                force: false,
-                ..Default::default()
-            };
-            lvm::recv::recv(&args, 0).map(|_| ())
-        }
+    let result = match (o.send, o.recv) {
+        (true, false) => send(&o, &mut err),
+        (false, true) => recv(&o, read, &mut err),
         _ => {
             let _ = writeln!(err, "Use --send or --receive");
             return EXIT_ERROR;
         }
     };
     match result {
-        Ok(()) => 0,
-        Err(e) => {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
             let _ = writeln!(err, "{base}: {e}");
             EXIT_ERROR
         }
+        Err(code) => code,
     }
 }

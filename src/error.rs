@@ -64,6 +64,8 @@ pub enum Error {
     Usage(String),
     #[error("stream byte {offset}: {what}")]
     Stream { offset: u64, what: String },
+    #[error(transparent)]
+    Lvm(#[from] crate::lvm::LvmError),
     #[error("{0}")]
     Other(String),
 }

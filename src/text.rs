@@ -7,10 +7,20 @@ use std::fmt::Write;
 /// `s` with every control byte, DEL, C1 control and backslash escaped: `\n`, `\t`, `\r`, `\\`, other
 /// C0 controls and DEL as `\x1b`, C1 controls as `\u{9b}`. Printable text is unchanged.
 pub fn escape(s: &str) -> String {
+    escape_with(s, true)
+}
+
+/// Like [`escape`] but leaves backslashes alone: for a whole message on its way to the terminal,
+/// whose untrusted parts were already passed through [`escape`] (so they are not escaped twice).
+pub fn escape_controls(s: &str) -> String {
+    escape_with(s, false)
+}
+
+fn escape_with(s: &str, backslash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
+            '\\' if backslash => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),

@@ -92,3 +92,36 @@ fn metadata_snap_without_one_held_is_refused() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no metadata snapshot is held"), "{err}");
 }
+
+fn run(args: &[&str]) -> (i32, String) {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8(o.stderr).unwrap())
+}
+
+#[test]
+fn usage_errors_exit_2_and_other_errors_1() {
+    let Some((_d, img)) = pool() else { return };
+    let img = img.to_str().unwrap();
+    // the library's usage errors, as clap's own
+    let (rc, err) = run(&["diff", "--snap1", "1", "--snap2", "7", img, img]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("diff takes --snap1 A --snap2 B METADATA"), "{err}");
+    let (rc, err) = run(&["ls", "-o", "DEV,BOGUS", img]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("unknown field 'BOGUS'"), "{err}");
+    let (rc, _) = run(&["diff", "--snap1", "1", img]);
+    assert_eq!(rc, 2, "clap's usage error");
+    let (rc, err) = run(&["diff", "--snap1", "1", "--snap2", "9", img]);
+    assert_eq!(rc, 1, "{err}");
+}
+
+#[test]
+fn control_characters_in_an_error_are_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let evil = d.path().join("x\nthinsend-native: received OK\x1b[2J");
+    let (rc, err) = run(&["dump", evil.to_str().unwrap()]);
+    assert_eq!(rc, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(!err.trim_end_matches('\n').chars().any(char::is_control), "{err:?}");
+    assert!(err.contains("x\\nthinsend-native: received OK\\x1b[2J"), "{err:?}");
+}

@@ -1,12 +1,18 @@
-//! LVM names and the metadata-snapshot guard. Commands run with argv lists (never a shell string);
-//! LV facts come from `lvs --reportformat json`. `send` and `recv` put LVM names on the streams.
+//! LVM: typed `lvs` reports, the metadata-snapshot guard, LV send and receive. Commands run with
+//! argv lists (never a shell string). `send` and `recv` put LVM names on the streams.
 
+mod base;
+pub mod error;
+pub mod lvs;
 pub mod recv;
 pub mod send;
+mod snapshot;
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
+
+pub use error::LvmError;
+pub use snapshot::{same_pool, HeldPair, MetadataSnapshot};
 
 use crate::cleanup::{Action, Guard};
 use crate::error::{Error, Result};
@@ -33,6 +39,10 @@ impl ThinLv {
     pub fn active(&self) -> bool {
         self.attr.as_bytes().get(4) == Some(&b'a')
     }
+    /// Whether the LV can be written (`w` in the attributes' permission column).
+    pub fn writable(&self) -> bool {
+        self.attr.as_bytes().get(1) == Some(&b'w')
+    }
     pub fn dev_path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/{}/{}", self.vg, self.name))
     }
@@ -51,26 +61,19 @@ pub fn split_name(name: &str) -> Result<(String, String)> {
     }
 }
 
-/// The LV, or None when LVM has no such LV in that VG.
+/// The LV, or None when LVM has no such LV in that VG (one `lvs` of the VG).
 pub fn find_thin_lv(name: &str) -> Result<Option<ThinLv>> {
     let (vg, lv) = split_name(name)?;
-    let out = Command::new("lvs")
-        .args(["--reportformat", "json", "-o", "lv_name", &vg])
-        .output()
-        .map_err(|e| Error::Other(format!("cannot run lvs: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "lvs {vg} failed: {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").trim()
-        )));
+    let out = run(Command::new("lvs").args(lvs_thin_args(&vg)))?;
+    match lvs::parse_vg_thin_lv(&out, &vg, &lv) {
+        Err(e) if e.is_usage() => Err(Error::Usage(e.to_string())),
+        r => Ok(r?),
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::Other(format!("lvs: {e}")))?;
-    let exists = v["report"][0]["lv"].as_array().is_some_and(|a| a.iter().any(|l| l["lv_name"] == lv.as_str()));
-    if exists {
-        thin_lv(name).map(Some)
-    } else {
-        Ok(None)
-    }
+}
+
+/// `lvs` arguments for a thin LV's facts, of `name` (VG/LV, or a VG for all its LVs).
+fn lvs_thin_args(name: &str) -> [&str; 8] {
+    ["--reportformat", "json", "--units", "b", "--nosuffix", "-o", lvs::THIN_LV_FIELDS, name]
 }
 
 /// Makes the LV active for the duration of the returned guard (which deactivates it again if it
@@ -86,12 +89,13 @@ pub fn activate(lv: &ThinLv) -> Result<Option<Guard>> {
 
 /// Runs an LVM or device-mapper command; its stderr's last line becomes the error.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().map_err(|e| Error::Other(format!("cannot run {:?}: {e}", cmd.get_program())))?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|source| LvmError::Spawn { program: program.clone(), source })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        return Err(Error::Other(format!("{} {} failed: {line}", cmd.get_program().to_string_lossy(), args.join(" "))));
+        return Err(LvmError::Failed { command: format!("{program} {}", args.join(" ")), stderr: line.into() }.into());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -99,39 +103,13 @@ pub fn run(cmd: &mut Command) -> Result<String> {
 /// `vg/lv` or `/dev/vg/lv` -> the LV's facts; refuses anything but a thin LV.
 pub fn thin_lv(name: &str) -> Result<ThinLv> {
     let name = name.strip_prefix("/dev/").unwrap_or(name);
-    let out = run(Command::new("lvs").args([
-        "--reportformat",
-        "json",
-        "--units",
-        "b",
-        "--nosuffix",
-        "-o",
-        "vg_name,vg_uuid,lv_name,lv_uuid,pool_lv,thin_id,lv_attr,lv_size,lv_tags,origin",
-        name,
-    ]))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| Error::Other(format!("cannot parse lvs output for {name}: {e}")))?;
-    let lv = v["report"][0]["lv"]
-        .as_array()
-        .and_then(|a| a.first())
-        .ok_or_else(|| Error::Usage(format!("{name}: no such logical volume")))?;
-    let s = |k: &str| lv[k].as_str().unwrap_or("").to_string();
-    let thin_id = s("thin_id");
-    if s("pool_lv").is_empty() || thin_id.is_empty() {
-        return Err(Error::Usage(format!("{name}: not a thin volume (attr {})", s("lv_attr"))));
+    let out = run(Command::new("lvs").args(lvs_thin_args(name)))?;
+    match lvs::parse_thin_lv(&out, name) {
+        Ok(Some(lv)) => Ok(lv),
+        Ok(None) => Err(Error::Usage(LvmError::NoSuchLv(name.into()).to_string())),
+        Err(e) if e.is_usage() => Err(Error::Usage(e.to_string())),
+        Err(e) => Err(e.into()),
     }
-    Ok(ThinLv {
-        vg: s("vg_name"),
-        vg_uuid: s("vg_uuid"),
-        name: s("lv_name"),
-        uuid: s("lv_uuid"),
-        pool: s("pool_lv"),
-        thin_id: thin_id.parse().map_err(|_| Error::Other(format!("{name}: bad thin_id {thin_id:?}")))?,
-        attr: s("lv_attr"),
-        size: s("lv_size").parse().map_err(|_| Error::Other(format!("{name}: bad size {:?}", s("lv_size"))))?,
-        tags: s("lv_tags").split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
-        origin: s("origin"),
-    })
 }
 
 /// The device-mapper devices of a thin pool.
@@ -146,9 +124,9 @@ pub struct PoolDevs {
 }
 
 pub fn pool_devs(vg: &str, pool: &str) -> Result<PoolDevs> {
-    let out = run(Command::new("lvs").args(["--reportformat", "json", "-o", "lv_dm_path", &format!("{vg}/{pool}")]))?;
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| Error::Other(format!("lvs: {e}")))?;
-    let dm = v["report"][0]["lv"][0]["lv_dm_path"].as_str().unwrap_or("").to_string();
+    let name = format!("{vg}/{pool}");
+    let out = run(Command::new("lvs").args(["--reportformat", "json", "-o", "lv_dm_path", &name]))?;
+    let dm = lvs::parse_dm_path(&out, &name)?;
     let base = dm.strip_prefix("/dev/mapper/").filter(|b| !b.is_empty()).ok_or_else(|| {
         Error::Other(format!("thin pool {vg}/{pool} has no device-mapper path; is it active? (vgchange -ay {vg})"))
     })?;
@@ -168,70 +146,33 @@ pub fn pool_devs(vg: &str, pool: &str) -> Result<PoolDevs> {
 /// The held metadata root as `dmsetup status` reports it, if any.
 pub fn held_root(tpool: &str) -> Result<Option<u64>> {
     let out = run(Command::new("dmsetup").args(["status", tpool]))?;
-    // <start> <len> thin-pool <trans> <used>/<total meta> <used>/<total data> <held root|-> ...
-    let f: Vec<&str> = out.split_whitespace().collect();
-    match f.get(6) {
-        Some(&"-") => Ok(None),
-        Some(v) => Ok(v.parse().ok()),
-        None => Err(Error::Other(format!("unexpected dmsetup status for {tpool}: {}", out.trim()))),
+    Ok(parse_held_root(&out).ok_or_else(|| LvmError::Status { tpool: tpool.into(), status: out.trim().into() })?)
+}
+
+/// `<start> <len> thin-pool <trans> <used>/<total meta> <used>/<total data> <held root|-> ...`:
+/// Some(None) for `-`, None for anything garbled.
+fn parse_held_root(status: &str) -> Option<Option<u64>> {
+    let f: Vec<&str> = status.split_whitespace().collect();
+    if f.get(2) != Some(&"thin-pool") {
+        return None;
+    }
+    match *f.get(6)? {
+        "-" => Some(None),
+        v => v.parse().ok().map(Some),
     }
 }
 
-/// A reserved metadata snapshot, released on drop, on error paths, on panic and on SIGINT/SIGTERM/
-/// SIGHUP. Holds a per-pool lock so two thinsend-native runs on one pool take turns, while runs on
-/// different pools proceed in parallel.
-pub struct MetadataSnapshot {
-    guard: Option<Guard>,
-    _lock: nix::fcntl::Flock<File>,
-    pub devs: PoolDevs,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl MetadataSnapshot {
-    pub fn reserve(devs: &PoolDevs) -> Result<Self> {
-        let dir = PathBuf::from("/run/lock");
-        let dir = if dir.is_dir() { dir } else { std::env::temp_dir() };
-        let lock_path = dir.join(format!("thinsend-native.{}.lock", devs.tpool));
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io(&lock_path, e.into()))?;
-        // Register the release before asking, so a signal during the message cannot leak it.
-        let guard = Guard::new(Action::ReleaseMetadataSnap { tpool: devs.tpool.clone() });
-        let res = run(Command::new("dmsetup").args(["message", &devs.tpool, "0", "reserve_metadata_snap"]));
-        if let Err(e) = res {
-            guard.disarm();
-            let held = held_root(&devs.tpool).ok().flatten();
-            return Err(match held {
-                Some(root) => Error::Other(format!(
-                    "a metadata snapshot is already held on pool {}/{} (root block {root}): another tool is using it, \
-                     or a previous run was killed. If nothing else is running, release it with: \
-                     dmsetup message {} 0 release_metadata_snap",
-                    devs.vg, devs.pool, devs.tpool
-                )),
-                None => e,
-            });
-        }
-        // Test hook (tests/vm): hold the snapshot this many seconds, so that signals can be sent
-        // while it is held.
-        if let Some(secs) = std::env::var("THINSEND_TEST_HOLD_SECS").ok().and_then(|s| s.parse::<u64>().ok()) {
-            eprintln!(
-                "thinsend-native: holding the metadata snapshot of {} for {secs} s (THINSEND_TEST_HOLD_SECS)",
-                devs.tpool
-            );
-            std::thread::sleep(std::time::Duration::from_secs(secs));
-        }
-        Ok(MetadataSnapshot { guard: Some(guard), _lock: lock, devs: devs.clone() })
-    }
-
-    /// Releases now (also done on drop), reporting failure.
-    pub fn release(mut self) -> Result<()> {
-        match self.guard.take() {
-            Some(g) => g.run().map_err(Error::Other),
-            None => Ok(()),
-        }
+    #[test]
+    fn held_root_is_read_strictly() {
+        let st = |held: &str| format!("0 1048576 thin-pool 1 12/2048 0/4096 {held} rw discard_passdown");
+        assert_eq!(parse_held_root(&st("-")), Some(None));
+        assert_eq!(parse_held_root(&st("130")), Some(Some(130)));
+        assert_eq!(parse_held_root(&st("13O")), None, "a garbled root is an error, not 'none'");
+        assert_eq!(parse_held_root("0 1048576 thin 3"), None);
+        assert_eq!(parse_held_root("0 1048576 thin-pool 1 12/2048"), None);
     }
 }

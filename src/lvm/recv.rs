@@ -11,10 +11,11 @@ use std::process::Command;
 
 use crate::cleanup::{Action, Guard};
 use crate::error::{Error, Result};
-use crate::lvm::{find_thin_lv, run, split_name, thin_lv, ThinLv};
+use crate::lvm::error::LvmError;
+use crate::lvm::{base, find_thin_lv, run, split_name, thin_lv, ThinLv};
 use crate::progress;
 use crate::recv::{self, BlockSink};
-use crate::stream::native::{Identity, Mode};
+use crate::stream::native::{Header, Identity, Mode};
 use crate::stream::{self, Located, ReadOptions, Sink, Start, Summary};
 
 /// Tags recording which source snapshot an LV equals start with this.
@@ -29,6 +30,10 @@ pub struct Args {
     /// Also keep the received state as this snapshot (a name in the target's VG).
     pub snapshot: Option<String>,
     pub force: bool,
+    /// Apply an incremental to the kept base, discarding changes made to the target since.
+    pub rollback: bool,
+    /// Report the cost of the check for changes since the last receive on stderr.
+    pub stats: bool,
     pub read: ReadOptions,
     pub progress: progress::Mode,
 }
@@ -97,73 +102,91 @@ impl<'a> LvmSink<'a> {
                 )));
             }
         }
-        let mode = header.map(|h| h.mode);
-        let guard;
-        match (mode, &existing) {
-            (Some(Mode::Full), existing) => {
-                let h = header.expect("native header");
-                let pool = match (existing, &self.args.pool) {
-                    (Some(_), _) if !self.args.force => {
-                        return Err(Error::Other(format!(
-                            "{full} exists and a full stream replaces it entirely: use --force to replace it; nothing was changed"
-                        )))
-                    }
-                    (Some(lv), _) => lv.pool.clone(),
-                    (None, Some(p)) => {
-                        let (pvg, pool) = split_name(p)?;
-                        if pvg != self.vg {
-                            return Err(Error::Usage(format!("--pool {p} is not in the target's VG {}", self.vg)));
-                        }
-                        pool
-                    }
-                    (None, None) => {
-                        return Err(Error::Usage(format!(
-                            "{full} does not exist: give --pool {}/POOL to create it ({} bytes)",
-                            self.vg, h.volume_size
-                        )))
-                    }
-                };
-                let size = existing.as_ref().map_or(h.volume_size, |lv| lv.size);
-                guard = Guard::new(Action::RemoveLv { lv: tmp.clone() });
-                run(Command::new("lvcreate").args([
-                    "-q",
-                    "-V",
-                    &format!("{size}b"),
-                    "-T",
-                    &format!("{}/{pool}", self.vg),
-                    "-n",
-                    &self.tmp_name(),
-                ]))?;
-            }
+        let guard = match (header, &existing) {
+            (Some(h), existing) if h.mode == Mode::Full => self.stage_full(h, existing.as_ref(), &tmp)?,
             (_, None) => {
                 return Err(Error::Other(format!(
                     "{full} does not exist: an incremental (or LINBIT) stream applies to an existing LV"
                 )))
             }
-            (incremental, Some(lv)) => {
-                if let (Some(Mode::Incremental), Some(h)) = (incremental, header) {
-                    let base =
-                        h.base.as_ref().ok_or_else(|| Error::Other("incremental stream without a base".into()))?;
-                    let want = state_tag(base);
-                    if !lv.tags.contains(&want) && !self.args.force {
-                        let has: Vec<&String> = lv.tags.iter().filter(|t| t.starts_with(TAG_PREFIX)).collect();
-                        return Err(Error::Other(format!(
-                            "{full} is not at this stream's base ({}): it records {}; refusing (--force applies it anyway); nothing was changed",
-                            base.describe(),
-                            if has.is_empty() { "no received state".to_string() } else { format!("{has:?}") }
-                        )));
-                    }
-                }
-                guard = Guard::new(Action::RemoveLv { lv: tmp.clone() });
-                run(Command::new("lvcreate").args(["-q", "-s", "-n", &self.tmp_name(), &full]))?;
-                run(Command::new("lvchange").args(["-q", "-ay", "-K", &tmp]))?;
-            }
-        }
+            (header, Some(lv)) => self.stage_onto(header, lv, &tmp)?,
+        };
         let tag = header.map(|h| state_tag(&h.source));
         self.staged = Some(Staged { tmp: tmp.clone(), guard, existing, tag });
         let tmp_lv = thin_lv(&tmp)?;
         self.inner = Some(BlockSink::open(&tmp_lv.dev_path(), self.inner_opts)?);
         Ok(())
+    }
+
+    /// A full stream goes into a fresh thin LV in the target's pool (or `--pool` for a new target).
+    fn stage_full(&self, h: &Header, existing: Option<&ThinLv>, tmp: &str) -> Result<Guard> {
+        let full = format!("{}/{}", self.vg, self.name);
+        let pool = match (existing, &self.args.pool) {
+            (Some(_), _) if !self.args.force => {
+                return Err(Error::Other(format!(
+                "{full} exists and a full stream replaces it entirely: use --force to replace it; nothing was changed"
+            )))
+            }
+            (Some(lv), _) => lv.pool.clone(),
+            (None, Some(p)) => {
+                let (pvg, pool) = split_name(p)?;
+                if pvg != self.vg {
+                    return Err(Error::Usage(format!("--pool {p} is not in the target's VG {}", self.vg)));
+                }
+                pool
+            }
+            (None, None) => {
+                return Err(Error::Usage(format!(
+                    "{full} does not exist: give --pool {}/POOL to create it ({} bytes)",
+                    self.vg, h.volume_size
+                )))
+            }
+        };
+        let size = existing.map_or(h.volume_size, |lv| lv.size);
+        let guard = Guard::new(Action::RemoveLv { lv: tmp.into() });
+        let (size, pool) = (format!("{size}b"), format!("{}/{pool}", self.vg));
+        run(Command::new("lvcreate").args(["-q", "-V", &size, "-T", &pool, "-n", &self.tmp_name()]))?;
+        Ok(guard)
+    }
+
+    /// An incremental (or LINBIT) stream goes into a snapshot of the target, once the target is
+    /// known to be at the stream's base and the snapshot equal to the kept base (unmodified since
+    /// the last receive); with `--rollback`, into a snapshot of the kept base instead.
+    fn stage_onto(&self, header: Option<&Header>, lv: &ThinLv, tmp: &str) -> Result<Guard> {
+        let full = lv.full_name();
+        let (mut from, mut check) = (full.clone(), false);
+        if let Some(h) = header.filter(|h| h.mode == Mode::Incremental) {
+            let base = h.base.as_ref().ok_or_else(|| Error::Other("incremental stream without a base".into()))?;
+            let want = state_tag(base);
+            if self.args.rollback {
+                from = base::for_rollback(lv, &want, self.args.force)?.full_name();
+                eprintln!(
+                    "thinsend-native: --rollback: applying the stream to {from}, the last received state of {full}"
+                );
+            } else {
+                if !lv.tags.contains(&want) && !self.args.force {
+                    let has: Vec<&String> = lv.tags.iter().filter(|t| t.starts_with(TAG_PREFIX)).collect();
+                    return Err(Error::Other(format!(
+                        "{full} is not at this stream's base ({}): it records {}; refusing (--force applies it anyway); nothing was changed",
+                        base.describe(),
+                        if has.is_empty() { "no received state".to_string() } else { format!("{has:?}") }
+                    )));
+                }
+                check = true;
+            }
+        }
+        let guard = Guard::new(Action::RemoveLv { lv: tmp.into() });
+        run(Command::new("lvcreate").args(["-q", "-s", "-n", &self.tmp_name(), &from]))?;
+        if from != full {
+            base::make_writable(tmp)?;
+        }
+        if check {
+            // The temporary, not the target, is compared: it is what the stream will be applied
+            // to, so a write to the target after the check cannot slip into the result.
+            base::check_unmodified(lv, &thin_lv(tmp)?, self.args.stats)?;
+        }
+        run(Command::new("lvchange").args(["-q", "-ay", "-K", tmp]))?;
+        Ok(guard)
     }
 
     fn inner(&mut self) -> Result<&mut BlockSink<'a>> {
@@ -245,7 +268,7 @@ fn commit(args: &Args, vg: &str, name: &str, staged: Staged) -> Result<()> {
             run(Command::new("lvchange").args(["-q", "--addtag", t, &format!("{vg}/{snap}")]))?;
         }
     }
-    Ok(())
+    base::rotate(vg, name, staged.tag.as_deref())
 }
 
 pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
@@ -267,7 +290,7 @@ pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
         Err(e) => {
             drop(sink); // removes the temporary LV
             let _ = std::fs::remove_dir_all(&state_dir);
-            return Err(Error::Other(format!("{e}; {}/{name} left unchanged", vg)));
+            return Err(LvmError::Unchanged { target: format!("{vg}/{name}"), source: Box::new(e) }.into());
         }
     };
     if let Some(i) = &mut sink.inner {

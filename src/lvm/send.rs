@@ -6,14 +6,14 @@ use std::io::Write;
 use std::os::fd::RawFd;
 
 use crate::error::{Error, Result};
-use crate::lvm::{activate, pool_devs, thin_lv, MetadataSnapshot, ThinLv};
+use crate::lvm::{activate, pool_devs, same_pool, thin_lv, MetadataSnapshot, ThinLv};
 use crate::pool::Pool;
 use crate::progress;
 use crate::send::{self, LvmIds, Plan, StreamFormat, Totals};
 use crate::superblock::Source;
 
 /// Where DATA is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReadFrom {
     /// The snapshot LV itself (activated with -K if needed, its state restored afterwards).
     #[default]
@@ -45,17 +45,7 @@ pub fn resolve(base: Option<&str>, snap: &str) -> Result<(Option<ThinLv>, ThinLv
     let snap = thin_lv(snap)?;
     let base = base.map(thin_lv).transpose()?;
     if let Some(b) = &base {
-        if (&b.vg, &b.pool) != (&snap.vg, &snap.pool) {
-            return Err(Error::Usage(format!(
-                "{} is in pool {}/{} and {} in pool {}/{}: an incremental needs both snapshots in the same pool",
-                b.full_name(),
-                b.vg,
-                b.pool,
-                snap.full_name(),
-                snap.vg,
-                snap.pool
-            )));
-        }
+        same_pool(b, &snap)?;
     }
     Ok((base, snap))
 }

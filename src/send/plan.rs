@@ -3,9 +3,7 @@
 //! records. The planner speaks to an [`Emit`] in format-neutral terms (a DATA record, the source
 //! pieces of its payload, an UNMAP); the formats differ only in how ranges are cut into records.
 
-use crate::btree::cursor::MAX_DEPTH;
-use crate::btree::node::{read_node, Value};
-use crate::btree::BlockTime;
+use crate::btree;
 use crate::error::{Error, Result};
 use crate::pool::{Device, Pool};
 use crate::stream::native;
@@ -32,26 +30,6 @@ pub struct Plan<'a> {
 struct Recorded {
     pieces: Vec<Step>,
     chunks: Vec<Step>,
-}
-
-/// The highest thin block `d` maps, found by following the last child down the mapping tree (a few
-/// metadata blocks, not a walk of every mapping).
-fn last_mapped_block(pool: &Pool, d: &Device) -> Result<Option<u64>> {
-    let mut node = read_node(&pool.dev, d.root, BlockTime::SIZE, true)?;
-    for _ in 0..MAX_DEPTH {
-        let Some(last) = node.len().checked_sub(1) else {
-            return Ok(None);
-        };
-        if node.is_leaf {
-            return Ok(Some(node.key(last)));
-        }
-        let child = node.child(last);
-        node = read_node(&pool.dev, child, BlockTime::SIZE, false)?;
-    }
-    Err(Error::Metadata {
-        path: pool.dev.path().to_path_buf(),
-        what: format!("mapping tree of thin device {} is deeper than {MAX_DEPTH} levels", d.id),
-    })
 }
 
 /// Refuses a base that is newer than the device sent from it: the stream would take the target back
@@ -90,7 +68,7 @@ impl<'a> Plan<'a> {
         };
         let record_size = (opts.record_size.clamp(4096, native::MAX_PAYLOAD) / 4096) * 4096;
         // The highest byte the device maps: every DATA must fit in the volume.
-        let mapped_end = match last_mapped_block(pool, &right)? {
+        let mapped_end = match btree::mapping::last_mapped_block(&pool.dev, right.root)? {
             Some(b) => bytes(b.saturating_add(1), g.bs, "thin")?,
             None => 0,
         };
