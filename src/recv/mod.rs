@@ -47,17 +47,16 @@ pub struct Options {
 /// The length the received target must have: the native header's volume size; for a stream without
 /// one (LINBIT), `--size`, else the existing target's length (`existing`), else a refusal.
 pub(crate) fn volume_size(start: &Start, opts: &Options, target: &Path, existing: Option<u64>) -> Result<u64> {
-    match (&start.header, opts.size, existing) {
-        (Some(h), Some(s), _) if s != h.volume_size => Err(Error::Other(format!(
-            "{}: --size {s} differs from the stream's volume size {} bytes",
-            target.display(),
-            h.volume_size
+    match (start.volume_size(), opts.size, existing) {
+        (Some(v), Some(s), _) if s != v => Err(Error::Other(format!(
+            "{}: --size {s} differs from the stream's volume size {v} bytes",
+            target.display()
         ))),
-        (Some(h), _, _) => Ok(h.volume_size),
+        (Some(v), _, _) => Ok(v),
         (None, Some(s), _) => Ok(s),
         (None, None, Some(len)) => Ok(len),
         (None, None, None) => Err(Error::Other(format!(
-            "{}: a {} stream does not carry the volume size: give --size BYTES to create the target",
+            "{}: this {} stream does not carry the volume size: give --size BYTES to create the target",
             target.display(),
             start.format.name()
         ))),
@@ -156,7 +155,7 @@ mod tests {
     use crate::stream::Format;
 
     fn linbit() -> Start {
-        Start { format: Format::Linbit11, header: None }
+        Start::new(Format::Linbit11, None, None)
     }
 
     #[test]
@@ -168,6 +167,10 @@ mod tests {
         assert_eq!(volume_size(&linbit(), &o, p, Some(4096)).unwrap(), 4096);
         let o = Options { size: Some(8192), ..Options::default() };
         assert_eq!(volume_size(&linbit(), &o, p, Some(4096)).unwrap(), 8192);
+        let sized = Start::new(Format::Linbit11, None, Some(12288));
+        assert_eq!(volume_size(&sized, &Options::default(), p, Some(4096)).unwrap(), 12288);
+        let e = volume_size(&sized, &o, p, None).unwrap_err().to_string();
+        assert!(e.contains("differs from the stream's volume size 12288"), "{e}");
     }
 
     #[test]
