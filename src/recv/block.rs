@@ -144,10 +144,7 @@ impl<'o> BlockSink<'o> {
         if let Some(d) = start.header.as_ref().and_then(|h| h.data_bytes) {
             self.progress.set_total(d);
         }
-        let want = match &start.header {
-            Some(h) => h.volume_size,
-            None => self.opts.size.unwrap_or(self.size),
-        };
+        let want = start.volume_size().or(self.opts.size).unwrap_or(self.size);
         if want > self.size {
             return Err(Error::Other(format!(
                 "{}: device is {} bytes, smaller than the stream's volume of {want} bytes: nothing written",

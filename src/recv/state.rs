@@ -99,7 +99,7 @@ pub(crate) fn state_for(start: &Start, complete: bool) -> State {
         format: start.format.name().to_string(),
         source: start.header.as_ref().map(|h| h.source.clone()),
         stream_id: start.header.as_ref().map(|h| h.stream_id.clone()),
-        volume_size: start.header.as_ref().map(|h| h.volume_size),
+        volume_size: start.volume_size(),
         received_at: now(),
         file: None,
     }
