@@ -94,11 +94,12 @@ impl<'a> LvmSink<'a> {
             eprintln!("thinsend-native: removing {tmp}, left by an interrupted receive");
             run(Command::new("lvremove").args(["-q", "-f", &tmp]))?;
         }
-        if let (Some(h), Some(lv)) = (header, &existing) {
-            if lv.size < h.volume_size {
+        if let (Some(v), Some(lv)) = (start.volume_size(), &existing) {
+            if lv.size < v {
                 return Err(Error::Other(format!(
-                    "{full} is {} bytes, smaller than the stream's volume of {} bytes: extend it                      (lvextend -L {}b {full}) or receive into a new LV; nothing was changed",
-                    lv.size, h.volume_size, h.volume_size
+                    "{full} is {} bytes, smaller than the stream's volume of {v} bytes: extend it \
+                     (lvextend -L {v}b {full}) or receive into a new LV; nothing was changed",
+                    lv.size
                 )));
             }
         }
