@@ -156,14 +156,14 @@ impl Checker<'_> {
             counts.set(blk, c);
             has_overflow.insert(blk);
         }
-        for (blk, c) in counts.nonzero() {
+        counts.for_each_nonzero(|blk, c| {
             if c == OVERFLOW as u32 && !has_overflow.contains(&blk) {
                 self.add(
                     Kind::SpaceMap,
                     format!("{which} block {blk}: bitmap says count >= 3 but the ref-count tree has no entry"),
                 );
             }
-        }
+        });
     }
 
     /// Compares a space map's counts (of `sm_blocks` blocks) with the references found.
