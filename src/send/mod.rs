@@ -2,7 +2,7 @@
 //! needs, and moving their bytes from the pool's data device (or the thin device itself) into the
 //! stream: splice where bytes pass unchanged, one read per native DATA record for its crc32c.
 //!
-//! [`plan`] decides the records, [`copy`] moves the bytes, [`dry_run`] lists them; the formats'
+//! `plan` decides the records, `copy` moves the bytes, [`dry_run`] lists them; the formats'
 //! framing comes from [`crate::stream::RecordWriter`], so nothing here knows a wire format's layout.
 
 mod copy;
@@ -217,7 +217,7 @@ impl Plan<'_> {
         Ok((t, c.source_end))
     }
 
-    /// Counts records and bytes without reading data (see [`Plan::count`]).
+    /// Counts records and bytes without reading data; fills in the HEADER's `data_bytes`.
     pub fn totals(&self, header: &mut native::Header) -> Result<Totals> {
         self.count(header).map(|(t, _)| t)
     }

@@ -4,6 +4,10 @@
 //!
 //! The reader validates every record and hands the validated ones to a [`Sink`]; a sink applies them
 //! (recv) or lists them (inspect), so what is inspected is exactly what would be applied.
+//!
+//! [`record`] is the table of record kinds; `reader` picks the format; each format's `read` does
+//! the framing and a one-case-per-kind dispatch; [`writer::RecordWriter`] is the framing both formats
+//! write, so the sender knows no wire layout.
 
 pub mod inspect;
 pub mod linbit;
