@@ -6,9 +6,10 @@
 # blocks, thin 2 is a snapshot of it with BENCH_CHANGED blocks (default 6, i.e. 384 KiB) rewritten,
 # scattered. Makes an ext4 filesystem in a loop-mounted image (no reflink), receives thin 1 into one
 # file per binary there (each binary its own), then times the incremental 1 -> 2 into each, with the
-# page cache dropped before, and samples the filesystem's used space every 20 ms during it (peak
-# extra space). Prints both and the ratios old/new. Needs root (mount, drop_caches), thin_restore,
-# python3, and about 3 x BENCH_GIB GiB free in BENCH_DIR (default /var/tmp).
+# page cache dropped before: time, the receiver's bytes written to storage, and the peak of the
+# filesystem's used space sampled every 20 ms. Prints both and the ratios old/new. Needs root
+# (mount, drop_caches), thin_restore, python3, bc, and about 3 x BENCH_GIB GiB free in BENCH_DIR
+# (default /var/tmp).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -66,22 +67,29 @@ mkdir "$MNT"
 mount -o loop "$W/ext4.img" "$MNT"
 used() { df --output=used -B1 "$MNT" | tail -1 | tr -d ' '; }
 
-# One incremental with binary $1 into $2: prints "seconds peak_extra_bytes".
+# One incremental with binary $1 into $2: prints "seconds peak_extra_bytes written_bytes" (the peak
+# of the filesystem's used space sampled every 20 ms, and the receiver's block-layer writes, from
+# getrusage ru_oublock: a short-lived journal can fall between two samples, not out of that count).
 measure() {
-  local bin=$1 target=$2 before peak t0 t1 pid u
+  local bin=$1 target=$2 before peak pid u t w
   sync; echo 3 >/proc/sys/vm/drop_caches
   before=$(used); peak=$before
-  t0=$(date +%s.%N)
-  "$bin" recv --to "$target" --quiet <"$W/inc.stream" &
+  python3 - "$bin" "$target" "$W/inc.stream" >"$W/measure.out" <<'EOF2' &
+import resource, subprocess, sys, time
+t0 = time.monotonic()
+with open(sys.argv[3], 'rb') as f:
+    subprocess.run([sys.argv[1], 'recv', '--to', sys.argv[2], '--quiet'], stdin=f, check=True)
+print(time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_oublock * 512)
+EOF2
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     u=$(used); [ "$u" -gt "$peak" ] && peak=$u
     sleep 0.02
   done
   wait "$pid"
-  t1=$(date +%s.%N)
   u=$(used); [ "$u" -gt "$peak" ] && peak=$u
-  echo "$(echo "$t1 - $t0" | bc -l) $((peak - before))"
+  read -r t w <"$W/measure.out"
+  echo "$t $((peak - before)) $w"
 }
 
 for who in old new; do
@@ -89,10 +97,11 @@ for who in old new; do
   "$bin" recv --to "$MNT/$who.img" --quiet <"$W/full.stream"
 done
 sync
-read -r t_old s_old < <(measure "$OLD" "$MNT/old.img")
-read -r t_new s_new < <(measure "$NEW" "$MNT/new.img")
+read -r t_old s_old w_old < <(measure "$OLD" "$MNT/old.img")
+read -r t_new s_new w_new < <(measure "$NEW" "$MNT/new.img")
 cmp "$MNT/old.img" "$MNT/new.img" || { echo "bench: the two results differ" >&2; exit 1; }
-printf 'old: %8.3f s  peak extra space %12d bytes\n' "$t_old" "$s_old"
-printf 'new: %8.3f s  peak extra space %12d bytes\n' "$t_new" "$s_new"
-printf 'ratio old/new: time %.1fx, extra space %.1fx\n' \
-  "$(echo "$t_old / $t_new" | bc -l)" "$(echo "$s_old / ($s_new + ($s_new == 0))" | bc -l)"
+printf 'old: %8.3f s  peak extra space %12d bytes  written %12d bytes\n' "$t_old" "$s_old" "$w_old"
+printf 'new: %8.3f s  peak extra space %12d bytes  written %12d bytes\n' "$t_new" "$s_new" "$w_new"
+printf 'ratio old/new: time %.1fx, bytes written %.1fx, peak extra space %.1fx\n' \
+  "$(echo "$t_old / $t_new" | bc -l)" "$(echo "$w_old / ($w_new + ($w_new == 0))" | bc -l)" \
+  "$(echo "$s_old / ($s_new + ($s_new == 0))" | bc -l)"
