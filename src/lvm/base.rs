@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::error::LvmError;
+use super::lvs::VgReport;
 use super::recv::TAG_PREFIX;
-use super::{find_thin_lv, pool_devs, run, MetadataSnapshot, ThinLv};
+use super::{pool_devs, run, MetadataSnapshot, ThinLv};
 use crate::diff;
 use crate::error::Result;
 use crate::pool::Pool;
@@ -17,16 +18,21 @@ use crate::superblock::Source;
 
 /// The kept base of `vg/name` (an LV name in the same VG).
 pub fn base_name(vg: &str, name: &str) -> String {
-    format!("{vg}/{name}_thinsend_base")
+    format!("{vg}/{}", base_lv(name))
 }
 
 fn state_tags(lv: &ThinLv) -> Vec<&String> {
     lv.tags.iter().filter(|t| t.starts_with(TAG_PREFIX)).collect()
 }
 
-/// The kept base of `target`, if one exists in the target's pool.
-fn kept(target: &ThinLv) -> Result<Option<ThinLv>> {
-    let kept = find_thin_lv(&base_name(&target.vg, &target.name))?;
+/// The LV name of the kept base of `name`.
+pub fn base_lv(name: &str) -> String {
+    format!("{name}_thinsend_base")
+}
+
+/// The kept base of `target` in the VG's report, if one exists in the target's pool.
+pub fn kept(report: &VgReport, target: &ThinLv) -> Result<Option<ThinLv>> {
+    let kept = report.thin(&base_lv(&target.name)).map_err(super::usage)?;
     Ok(kept.filter(|b| b.pool == target.pool))
 }
 
@@ -75,14 +81,14 @@ fn changes(base: &ThinLv, target: &ThinLv) -> Result<Changes> {
 /// must equal the kept base. Without a kept base (an LV received before bases were kept, or one
 /// whose base does not record the target's state) there is nothing to compare against, and the
 /// target is taken as it is.
-pub fn check_unmodified(target: &ThinLv, copy: &ThinLv, stats: bool) -> Result<()> {
-    let Some(base) = kept(target)? else {
+pub fn check_unmodified(target: &ThinLv, kept: Option<&ThinLv>, copy: &ThinLv, stats: bool) -> Result<()> {
+    let Some(base) = kept else {
         if stats {
             eprintln!("thinsend-native: {} has no kept received state to check against", target.full_name());
         }
         return Ok(());
     };
-    if state_tags(&base) != state_tags(target) {
+    if state_tags(base) != state_tags(target) {
         if stats {
             eprintln!(
                 "thinsend-native: {} records another state than {}: not checked",
@@ -93,7 +99,7 @@ pub fn check_unmodified(target: &ThinLv, copy: &ThinLv, stats: bool) -> Result<(
         return Ok(());
     }
     let t0 = Instant::now();
-    let c = changes(&base, copy)?;
+    let c = changes(base, copy)?;
     if stats {
         eprintln!(
             "thinsend-native: checked {} against {}: {} changed range(s), {} metadata blocks read, {} ms",
@@ -119,9 +125,9 @@ pub fn check_unmodified(target: &ThinLv, copy: &ThinLv, stats: bool) -> Result<(
 
 /// The kept base to apply an incremental to instead of the target (`--rollback`): it must exist
 /// and record the stream's base `want` (unless `force`).
-pub fn for_rollback(target: &ThinLv, want: &str, force: bool) -> Result<ThinLv> {
+pub fn for_rollback(target: &ThinLv, kept: Option<&ThinLv>, want: &str, force: bool) -> Result<ThinLv> {
     let name = base_name(&target.vg, &target.name);
-    let base = kept(target)?.ok_or_else(|| LvmError::NoBase { target: target.full_name(), base: name })?;
+    let base = kept.cloned().ok_or_else(|| LvmError::NoBase { target: target.full_name(), base: name })?;
     if !force && !base.tags.iter().any(|t| t == want) {
         let has = state_tags(&base);
         let has = if has.is_empty() { "no received state".to_string() } else { format!("{has:?}") };
@@ -130,24 +136,24 @@ pub fn for_rollback(target: &ThinLv, want: &str, force: bool) -> Result<ThinLv> 
     Ok(base)
 }
 
-/// Replaces the kept base of `vg/name` with a read-only snapshot of it as it is now, tagged `tag`;
-/// without a tag (a LINBIT stream) only removes the old one, which no longer describes the target.
-pub fn rotate(vg: &str, name: &str, tag: Option<&str>) -> Result<()> {
+/// Replaces the kept base of `vg/name` (`exists`: whether there is one) with a read-only snapshot
+/// of it as it is now, tagged `tag`; without a tag (a LINBIT stream) only removes the old one,
+/// which no longer describes the target.
+pub fn rotate(vg: &str, name: &str, exists: bool, tag: Option<&str>) -> Result<()> {
     let base = base_name(vg, name);
-    if find_thin_lv(&base)?.is_some() {
+    if exists {
         run(Command::new("lvremove").args(["-q", "-f", &base]))?;
     }
     let Some(tag) = tag else { return Ok(()) };
-    let (_, lv) = base.split_once('/').unwrap_or(("", &base));
-    run(Command::new("lvcreate").args(["-q", "-s", "-ky", "--addtag", tag, "-n", lv, &format!("{vg}/{name}")]))?;
-    run(Command::new("lvchange").args(["-q", "-p", "r", &base]))?;
+    let (lv, origin) = (base_lv(name), format!("{vg}/{name}"));
+    run(Command::new("lvcreate").args(["-q", "-s", "-ky", "-p", "r", "--addtag", tag, "-n", &lv, &origin]))?;
     Ok(())
 }
 
 /// A snapshot of a read-only base is made writable before the stream is applied to it.
-pub fn make_writable(tmp: &str) -> Result<()> {
-    if !super::thin_lv(tmp)?.writable() {
-        run(Command::new("lvchange").args(["-q", "-p", "rw", tmp]))?;
+pub fn make_writable(tmp: &ThinLv) -> Result<()> {
+    if !tmp.writable() {
+        run(Command::new("lvchange").args(["-q", "-p", "rw", &tmp.full_name()]))?;
     }
     Ok(())
 }

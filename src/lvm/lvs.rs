@@ -26,7 +26,7 @@ fn rows<R: for<'de> Deserialize<'de>>(json: &str, what: &str) -> Result<Vec<R>, 
 /// The fields `thin_lv` asks for (`lvs -o FIELDS`).
 pub const THIN_LV_FIELDS: &str = "vg_name,vg_uuid,lv_name,lv_uuid,pool_lv,thin_id,lv_attr,lv_size,lv_tags,origin";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ThinRow {
     vg_name: String,
     vg_uuid: String,
@@ -72,11 +72,23 @@ pub fn parse_thin_lv(json: &str, name: &str) -> Result<Option<ThinLv>, LvmError>
     thin_from_row(r, name).map(Some)
 }
 
-/// The LV named `lv` in a report of a whole VG (`lvs -o THIN_LV_FIELDS VG`), if it lists one.
-pub fn parse_vg_thin_lv(json: &str, vg: &str, lv: &str) -> Result<Option<ThinLv>, LvmError> {
-    let name = format!("{vg}/{lv}");
-    let row = rows::<ThinRow>(json, vg)?.into_iter().find(|r| r.lv_name == lv);
-    row.map(|r| thin_from_row(r, &name)).transpose()
+/// The thin-LV facts of every LV of a VG (`lvs -o THIN_LV_FIELDS VG`): one `lvs` call answers
+/// every question a receive has about the VG's LVs.
+pub struct VgReport {
+    vg: String,
+    rows: Vec<ThinRow>,
+}
+
+impl VgReport {
+    pub fn parse(json: &str, vg: &str) -> Result<VgReport, LvmError> {
+        Ok(VgReport { vg: vg.into(), rows: rows::<ThinRow>(json, vg)? })
+    }
+
+    /// The LV named `lv`, if the VG has one; `NotThin` for an LV that is not a thin volume.
+    pub fn thin(&self, lv: &str) -> Result<Option<ThinLv>, LvmError> {
+        let name = format!("{}/{lv}", self.vg);
+        self.rows.iter().find(|r| r.lv_name == lv).map(|r| thin_from_row(r.clone(), &name)).transpose()
+    }
 }
 
 #[derive(Deserialize)]
@@ -138,6 +150,10 @@ mod tests {
         }
         assert!(parse_thin_lv("{\"report\":", "vg/r").is_err());
         assert!(parse_thin_lv(r#"{"report":[{}]}"#, "vg/r").is_err());
+    }
+
+    fn parse_vg_thin_lv(json: &str, vg: &str, lv: &str) -> Result<Option<ThinLv>, LvmError> {
+        VgReport::parse(json, vg)?.thin(lv)
     }
 
     #[test]

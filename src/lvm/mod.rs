@@ -64,10 +64,21 @@ pub fn split_name(name: &str) -> Result<(String, String)> {
 /// The LV, or None when LVM has no such LV in that VG (one `lvs` of the VG).
 pub fn find_thin_lv(name: &str) -> Result<Option<ThinLv>> {
     let (vg, lv) = split_name(name)?;
-    let out = run(Command::new("lvs").args(lvs_thin_args(&vg)))?;
-    match lvs::parse_vg_thin_lv(&out, &vg, &lv) {
-        Err(e) if e.is_usage() => Err(Error::Usage(e.to_string())),
-        r => Ok(r?),
+    vg_report(&vg)?.thin(&lv).map_err(usage)
+}
+
+/// Every LV of a VG, from one `lvs` call.
+pub fn vg_report(vg: &str) -> Result<lvs::VgReport> {
+    let out = run(Command::new("lvs").args(lvs_thin_args(vg)))?;
+    Ok(lvs::VgReport::parse(&out, vg)?)
+}
+
+/// A name that is not a thin LV is the caller's mistake.
+pub fn usage(e: LvmError) -> Error {
+    if e.is_usage() {
+        Error::Usage(e.to_string())
+    } else {
+        e.into()
     }
 }
 
@@ -107,8 +118,7 @@ pub fn thin_lv(name: &str) -> Result<ThinLv> {
     match lvs::parse_thin_lv(&out, name) {
         Ok(Some(lv)) => Ok(lv),
         Ok(None) => Err(Error::Usage(LvmError::NoSuchLv(name.into()).to_string())),
-        Err(e) if e.is_usage() => Err(Error::Usage(e.to_string())),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(usage(e)),
     }
 }
 

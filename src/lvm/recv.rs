@@ -12,7 +12,7 @@ use std::process::Command;
 use crate::cleanup::{Action, Guard};
 use crate::error::{Error, Result};
 use crate::lvm::error::LvmError;
-use crate::lvm::{base, find_thin_lv, run, split_name, thin_lv, ThinLv};
+use crate::lvm::{base, run, split_name, thin_lv, usage, vg_report, ThinLv};
 use crate::progress;
 use crate::recv::{self, BlockSink};
 use crate::stream::native::{Header, Identity, Mode};
@@ -66,6 +66,8 @@ struct Staged {
     guard: Guard,
     existing: Option<ThinLv>,
     tag: Option<String>,
+    /// Whether VG/LV_thinsend_base existed when the receive started.
+    base_exists: bool,
 }
 
 struct LvmSink<'a> {
@@ -84,13 +86,14 @@ impl<'a> LvmSink<'a> {
 
     fn stage(&mut self, start: &Start) -> Result<()> {
         let full = format!("{}/{}", self.vg, self.name);
-        let existing = find_thin_lv(&full)?;
+        let report = vg_report(&self.vg)?;
+        let existing = report.thin(&self.name).map_err(usage)?;
         if let Some(lv) = &existing {
             check_not_open(lv)?;
         }
         let header = start.header.as_ref();
         let tmp = format!("{}/{}", self.vg, self.tmp_name());
-        if find_thin_lv(&tmp)?.is_some() {
+        if report.thin(&self.tmp_name()).map_err(usage)?.is_some() {
             eprintln!("thinsend-native: removing {tmp}, left by an interrupted receive");
             run(Command::new("lvremove").args(["-q", "-f", &tmp]))?;
         }
@@ -103,18 +106,21 @@ impl<'a> LvmSink<'a> {
                 )));
             }
         }
-        let guard = match (header, &existing) {
-            (Some(h), existing) if h.mode == Mode::Full => self.stage_full(h, existing.as_ref(), &tmp)?,
+        let base_exists = report.thin(&base::base_lv(&self.name)).map_err(usage)?.is_some();
+        let (guard, tmp_lv) = match (header, &existing) {
+            (Some(h), existing) if h.mode == Mode::Full => {
+                let guard = self.stage_full(h, existing.as_ref(), &tmp)?;
+                (guard, thin_lv(&tmp)?)
+            }
             (_, None) => {
                 return Err(Error::Other(format!(
                     "{full} does not exist: an incremental (or LINBIT) stream applies to an existing LV"
                 )))
             }
-            (header, Some(lv)) => self.stage_onto(header, lv, &tmp)?,
+            (header, Some(lv)) => self.stage_onto(header, lv, base::kept(&report, lv)?.as_ref(), &tmp)?,
         };
         let tag = header.map(|h| state_tag(&h.source));
-        self.staged = Some(Staged { tmp: tmp.clone(), guard, existing, tag });
-        let tmp_lv = thin_lv(&tmp)?;
+        self.staged = Some(Staged { tmp: tmp.clone(), guard, existing, tag, base_exists });
         self.inner = Some(BlockSink::open(&tmp_lv.dev_path(), self.inner_opts)?);
         Ok(())
     }
@@ -153,14 +159,20 @@ impl<'a> LvmSink<'a> {
     /// An incremental (or LINBIT) stream goes into a snapshot of the target, once the target is
     /// known to be at the stream's base and the snapshot equal to the kept base (unmodified since
     /// the last receive); with `--rollback`, into a snapshot of the kept base instead.
-    fn stage_onto(&self, header: Option<&Header>, lv: &ThinLv, tmp: &str) -> Result<Guard> {
+    fn stage_onto(
+        &self,
+        header: Option<&Header>,
+        lv: &ThinLv,
+        kept: Option<&ThinLv>,
+        tmp: &str,
+    ) -> Result<(Guard, ThinLv)> {
         let full = lv.full_name();
         let (mut from, mut check) = (full.clone(), false);
         if let Some(h) = header.filter(|h| h.mode == Mode::Incremental) {
             let base = h.base.as_ref().ok_or_else(|| Error::Other("incremental stream without a base".into()))?;
             let want = state_tag(base);
             if self.args.rollback {
-                from = base::for_rollback(lv, &want, self.args.force)?.full_name();
+                from = base::for_rollback(lv, kept, &want, self.args.force)?.full_name();
                 eprintln!(
                     "thinsend-native: --rollback: applying the stream to {from}, the last received state of {full}"
                 );
@@ -178,16 +190,17 @@ impl<'a> LvmSink<'a> {
         }
         let guard = Guard::new(Action::RemoveLv { lv: tmp.into() });
         run(Command::new("lvcreate").args(["-q", "-s", "-n", &self.tmp_name(), &from]))?;
+        let tmp_lv = thin_lv(tmp)?;
         if from != full {
-            base::make_writable(tmp)?;
+            base::make_writable(&tmp_lv)?;
         }
         if check {
             // The temporary, not the target, is compared: it is what the stream will be applied
             // to, so a write to the target after the check cannot slip into the result.
-            base::check_unmodified(lv, &thin_lv(tmp)?, self.args.stats)?;
+            base::check_unmodified(lv, kept, &tmp_lv, self.args.stats)?;
         }
         run(Command::new("lvchange").args(["-q", "-ay", "-K", tmp]))?;
-        Ok(guard)
+        Ok((guard, tmp_lv))
     }
 
     fn inner(&mut self) -> Result<&mut BlockSink<'a>> {
@@ -269,7 +282,7 @@ fn commit(args: &Args, vg: &str, name: &str, staged: Staged) -> Result<()> {
             run(Command::new("lvchange").args(["-q", "--addtag", t, &format!("{vg}/{snap}")]))?;
         }
     }
-    base::rotate(vg, name, staged.tag.as_deref())
+    base::rotate(vg, name, staged.base_exists, staged.tag.as_deref())
 }
 
 pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
