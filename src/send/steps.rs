@@ -24,6 +24,26 @@ pub(crate) enum Step {
     },
 }
 
+impl Step {
+    /// Extends `self` by `next` when both are DATA contiguous in target and source, or both UNMAP
+    /// contiguous in target (the rule [`merged`] coalesces by).
+    fn join(&mut self, next: &Step) -> bool {
+        match (self, *next) {
+            (Step::Data { offset, len, src }, Step::Data { offset: o2, len: l2, src: s2 })
+                if *offset + *len == o2 && *src + *len == s2 =>
+            {
+                *len += l2;
+                true
+            }
+            (Step::Unmap { offset, len }, Step::Unmap { offset: o2, len: l2 }) if *offset + *len == o2 => {
+                *len += l2;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What the planner asks a consumer to do, in stream order.
 pub(crate) trait Emit {
     /// A DATA record for target `[offset, offset+len)`; its payload follows as [`Emit::piece`]s that
@@ -107,36 +127,8 @@ pub(crate) fn pieces<'a>(pool: &'a Pool, left: Option<&Device>, right: &Device, 
 }
 
 /// Joins steps that continue each other (adjacent UNMAPs; DATA adjacent on target and source).
-pub(crate) fn merged(mut it: Steps<'_>) -> Steps<'_> {
-    let mut cur: Option<Step> = None;
-    Box::new(std::iter::from_fn(move || loop {
-        match it.next() {
-            Some(Ok(s)) => {
-                let joined = match (&mut cur, s) {
-                    (Some(Step::Data { offset, len, src }), Step::Data { offset: o2, len: l2, src: s2 })
-                        if *offset + *len == o2 && *src + *len == s2 =>
-                    {
-                        *len += l2;
-                        true
-                    }
-                    (Some(Step::Unmap { offset, len }), Step::Unmap { offset: o2, len: l2 })
-                        if *offset + *len == o2 =>
-                    {
-                        *len += l2;
-                        true
-                    }
-                    _ => false,
-                };
-                if !joined {
-                    if let Some(done) = cur.replace(s) {
-                        return Some(Ok(done));
-                    }
-                }
-            }
-            Some(Err(e)) => return Some(Err(e)),
-            None => return cur.take().map(Ok),
-        }
-    }))
+pub(crate) fn merged(it: Steps<'_>) -> Steps<'_> {
+    Box::new(crate::btree::runs::coalesce(it, Step::join))
 }
 
 /// LINBIT chunks: thin_dump's runs (full) or thin_delta's simple ranges (incremental), one each.
