@@ -148,6 +148,15 @@ mod tests {
     }
 
     #[test]
+    fn rollback_and_stats_are_for_the_lvm_form_only() {
+        for flag in ["--rollback", "--stats"] {
+            let e = Cli::try_parse_from(["thinsend-native", "recv", flag, "--to", "x"]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{flag}: {e}");
+            assert!(Cli::try_parse_from(["thinsend-native", "recv", flag, "vg/lv"]).is_ok(), "{flag}");
+        }
+    }
+
+    #[test]
     fn escape_makes_control_characters_inert() {
         let s = escape("lv\nthinsend-native: received OK\x1b[2J\tx\u{9b}");
         assert_eq!(s, "lv\\nthinsend-native: received OK\\u{1b}[2J\\tx\\u{9b}");

@@ -21,11 +21,11 @@ pub struct RecvArgs {
     snapshot: Option<String>,
     /// LVM form: discard changes made to the target since the last receive (return it to the
     /// kept read-only snapshot VG/LV_thinsend_base), then apply the stream (as `zfs recv -F`).
-    #[arg(long, requires = "lv")]
+    #[arg(long, requires = "lv", conflicts_with = "to")]
     rollback: bool,
     /// LVM form: report what the check for changes since the last receive cost (metadata
     /// blocks read) on stderr.
-    #[arg(long, requires = "lv")]
+    #[arg(long, requires = "lv", conflicts_with = "to")]
     stats: bool,
     /// Target: a regular file (created if missing) or a block device.
     #[arg(long, value_name = "PATH")]
