@@ -133,6 +133,17 @@ mod tests {
     }
 
     #[test]
+    fn stats_is_for_the_lvm_form_only_and_rollback_for_both() {
+        let e = Cli::try_parse_from(["thinsend-native", "recv", "--stats", "--to", "x"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(Cli::try_parse_from(["thinsend-native", "recv", "--stats", "vg/lv"]).is_ok());
+        for target in [&["vg/lv"][..], &["--to", "x"][..]] {
+            let argv = [&["thinsend-native", "recv", "--rollback"][..], target].concat();
+            assert!(Cli::try_parse_from(argv).is_ok(), "--rollback {target:?}");
+        }
+    }
+
+    #[test]
     fn escape_makes_control_characters_inert() {
         let s = escape_controls("lv\nthinsend-native: received OK\x1b[2J\tx\u{9b}");
         assert_eq!(s, "lv\\nthinsend-native: received OK\\x1b[2J\\tx\\u{9b}");

@@ -26,7 +26,7 @@ pub struct RecvArgs {
     rollback: bool,
     /// LVM form: report what the check for changes since the last receive cost (metadata
     /// blocks read) on stderr.
-    #[arg(long, requires = "lv")]
+    #[arg(long, requires = "lv", conflicts_with = "to")]
     stats: bool,
     /// Target: a regular file (created if missing) or a block device.
     #[arg(long, value_name = "PATH")]
