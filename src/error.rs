@@ -64,6 +64,9 @@ pub enum Error {
     Usage(String),
     #[error("stream byte {offset}: {what}")]
     Stream { offset: u64, what: String },
+    /// The receiving side (the target, not the stream) failed while applying a record.
+    #[error("{source} (applying the {kind} record at stream byte {at})")]
+    Apply { at: u64, kind: String, source: Box<Error> },
     #[error(transparent)]
     Lvm(#[from] crate::lvm::LvmError),
     #[error("{0}")]

@@ -76,6 +76,7 @@ fn exit_code(e: &Error) -> ExitCode {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
         Error::Usage(_) => ExitCode::from(2),
         Error::Lvm(LvmError::Unchanged { source, .. }) => exit_code(source),
+        Error::Apply { source, .. } => exit_code(source),
         _ => ExitCode::FAILURE,
     }
 }

@@ -66,8 +66,8 @@ pub(crate) fn stream_error(offset: u64, what: impl Into<String>) -> Error {
 /// Wraps an error the sink raised while applying the record at `at`, so it names the stream position.
 pub(crate) fn sink_error(at: u64, kind: &str, e: Error) -> Error {
     match e {
-        Error::Stream { .. } => e,
-        e => stream_error(at, format!("{kind} record: {e}")),
+        Error::Stream { .. } | Error::Apply { .. } => e,
+        e => Error::Apply { at, kind: kind.to_string(), source: Box::new(e) },
     }
 }
 
