@@ -194,3 +194,25 @@ fn a_backward_incremental_is_refused_unless_forced() {
     let out = run(&args(&pool, &forced), b"");
     assert!(out.status.success() && !out.stdout.is_empty(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_fifo_as_data_or_source_is_refused_at_once() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(8, 30, 1));
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let size = (30 * BS).to_string();
+    for extra in [&["--data", s(&fifo), "--size", &size][..], &["--source", s(&fifo)][..]] {
+        // `timeout` bounds the old behaviour (blocking in open for a writer that never comes).
+        let mut argv = vec!["10", BIN];
+        argv.extend(args(&pool, &["--thin-id", "1"]));
+        argv.extend_from_slice(extra);
+        let t = std::time::Instant::now();
+        let out = std::process::Command::new("timeout").args(&argv).output().unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(1), "{extra:?}: took {:?}", t.elapsed());
+        refused(&out, "is a FIFO, not a regular file or block device");
+    }
+}

@@ -26,7 +26,8 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn open(path: &Path, what: &'static str, bs: u64, from_thin: bool) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // A FIFO or character device would block in open or never end: refused at once.
+        let (file, _) = crate::block::open_file_or_block_device(path, false)?;
         // Ranges are scattered in an incremental send: the kernel's own readahead would read
         // around them. [`Readahead`] asks for exactly the ranges that will be read.
         let _ = sys::fadvise(file.as_raw_fd(), 0, 0, sys::Advice::Random);

@@ -342,8 +342,7 @@ pub fn send_plan(
 
 /// Size of a regular file or block device.
 pub fn size_of(path: &Path) -> Result<u64> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let m = f.metadata().map_err(|e| Error::io(path, e))?;
+    let (f, m) = crate::block::open_file_or_block_device(path, false)?;
     if m.file_type().is_block_device() {
         sys::blk_size(f.as_raw_fd()).map_err(|e| Error::io(path, e))
     } else {
