@@ -127,6 +127,7 @@ fn send(o: &Opts, err: &mut dyn Write) -> Result<crate::Result<()>, u8> {
         format: StreamFormat::Linbit,
         read_from: lvm::send::ReadFrom::Lv,
         progress: progress::Mode::Never,
+        allow_backward: false,
     };
     Ok(lvm::send::send(&args, 1).map(|_| ()))
 }

@@ -79,7 +79,14 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         [base, snap] => (Some(base.clone()), snap.clone()),
         _ => return Err(Error::Usage("send takes [VG/BASE] VG/SNAP".into())),
     };
-    let args = lvm::send::Args { base, snap, format, read_from: a.read_from, progress: a.progress.mode() };
+    let args = lvm::send::Args {
+        base,
+        snap,
+        format,
+        read_from: a.read_from,
+        progress: a.progress.mode(),
+        allow_backward: a.force,
+    };
     if a.dry_run {
         let mut out = stdout();
         lvm::send::dry_run(&args, a.format == TextJson::Json, &mut out)?;

@@ -29,6 +29,8 @@ pub struct Args {
     pub format: StreamFormat,
     pub read_from: ReadFrom,
     pub progress: progress::Mode,
+    /// Allow a base newer than the snapshot (`send --force`): a backward incremental.
+    pub allow_backward: bool,
 }
 
 fn ids(lv: &ThinLv) -> LvmIds {
@@ -59,6 +61,7 @@ fn options(args: &Args, base: Option<&ThinLv>, snap: &ThinLv) -> send::Options {
         progress: args.progress,
         source_lvm: ids(snap),
         base_lvm: base.map(ids).unwrap_or_default(),
+        allow_backward: args.allow_backward,
         ..send::Options::default()
     }
 }
@@ -104,4 +107,35 @@ pub fn send(args: &Args, out: RawFd) -> Result<Totals> {
         ReadFrom::PoolData => (devs.tdata.clone(), "pool data device", false),
     };
     send::send_plan(&plan, &opts, &path, what, from_thin, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lv(name: &str, thin_id: u64) -> ThinLv {
+        ThinLv {
+            vg: "vg".into(),
+            vg_uuid: "vg-uuid".into(),
+            name: name.into(),
+            uuid: format!("{name}-uuid"),
+            pool: "pool".into(),
+            thin_id,
+            attr: "Vwi---tz-k".into(),
+            size: 1 << 30,
+            tags: Vec::new(),
+            origin: String::new(),
+        }
+    }
+
+    #[test]
+    fn force_reaches_the_plan_as_allow_backward() {
+        let (base, snap) = (lv("new", 3), lv("old", 2));
+        let mut args = Args { base: Some("vg/new".into()), snap: "vg/old".into(), ..Args::default() };
+        let o = options(&args, Some(&base), &snap);
+        assert!(!o.allow_backward, "a backward incremental is refused unless asked for");
+        assert_eq!((o.thin_id, o.base_id), (2, Some(3)));
+        args.allow_backward = true;
+        assert!(options(&args, Some(&base), &snap).allow_backward, "send --force must reach send::Options");
+    }
 }

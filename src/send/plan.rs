@@ -64,7 +64,8 @@ impl<'a> Plan<'a> {
             bs: sb.data_block_bytes(),
             from_thin: opts.source.is_some(),
             thin_id: right.id,
-            nr_data_blocks: sb.data_sm.nr_blocks,
+            // the live superblock's: a metadata snapshot's copy has 0 (the kernel clears its space maps)
+            nr_data_blocks: pool.sb.live.data_sm.nr_blocks,
         };
         let record_size = (opts.record_size.clamp(4096, native::MAX_PAYLOAD) / 4096) * 4096;
         // The highest byte the device maps: every DATA must fit in the volume.
