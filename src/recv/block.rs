@@ -14,6 +14,7 @@ use super::journal::{self, write_zeros, Ident, Journal};
 use super::pending::Pending;
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
 use super::{check_range, finish_line, track, Apply, Options};
+use crate::cleanup::writing;
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
@@ -51,6 +52,14 @@ fn journal_path(state_file: &Path) -> PathBuf {
     let mut s = state_file.as_os_str().to_os_string();
     s.push(".journal");
     PathBuf::from(s)
+}
+
+/// Puts back the state a journal saved (or removes the one this receive wrote).
+fn restore_block_state(state_file: &Path, old: Option<&[u8]>) -> Result<()> {
+    match old {
+        Some(b) => state::write_atomically(state_file, b),
+        None => state::remove_if_exists(state_file),
+    }
 }
 
 fn discard_granularity(f: &File) -> Option<u64> {
@@ -115,10 +124,8 @@ impl<'o> BlockSink<'o> {
         }
         let jp = journal_path(&s.state_file);
         if let Some(r) = journal::recover(&jp, &s.file, &s.ident()?, path)? {
-            match r.old_state {
-                _ if r.torn => {}
-                Some(b) => state::write_atomically(&s.state_file, &b)?,
-                None => state::remove_if_exists(&s.state_file)?,
+            if !r.torn {
+                restore_block_state(&s.state_file, r.old_state.as_deref())?;
             }
             eprintln!(
                 "thinsend-native: {}: rolled back an interrupted receive ({} ranges, {} bytes restored from {})",
@@ -167,7 +174,11 @@ impl<'o> BlockSink<'o> {
             let dir = state::dir_of(&self.state_file);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let old = read_plain(&self.state_file)?;
-            self.journal = Some(Journal::create(&journal_path(&self.state_file), self.ident()?, old.as_deref())?);
+            let mut j = Journal::create(&journal_path(&self.state_file), self.ident()?, old.as_deref())?;
+            let sf = self.state_file.clone();
+            let armed = j.arm(&self.file, Box::new(move |old| restore_block_state(&sf, old)));
+            self.journal = Some(j);
+            armed?;
         } else {
             self.mark = Some(state_for(start, false));
         }
@@ -308,18 +319,25 @@ impl<'o> BlockSink<'o> {
 
 impl Sink for BlockSink<'_> {
     fn start(&mut self, start: &Start) -> Result<()> {
+        let _w = writing();
         let r = self.begin(start);
         self.start = Some(start.clone());
         track(&mut self.error, r)
     }
 
     fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let _w = writing();
         let r = self.write_data(offset, bytes);
         self.progress.add(bytes.len() as u64);
         track(&mut self.error, r)
     }
 
     fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        if self.journal.is_some() {
+            // Under the journal, DATA goes through `data` (batched journal saves), where each write
+            // is made under the rollback lock: a splice waits for input while writing.
+            return Ok(None);
+        }
         let r = check_range(&self.path, offset, len, self.limit).and_then(|_| self.touch(offset, len));
         track(&mut self.error, r.map(|_| Some(self.file.as_raw_fd())))
     }
@@ -329,6 +347,7 @@ impl Sink for BlockSink<'_> {
     }
 
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        let _w = writing();
         let r = check_range(&self.path, offset, len, self.limit)
             .and_then(|_| self.fill_gap(offset))
             .and_then(|_| self.unmap_range(offset, len));
@@ -337,6 +356,7 @@ impl Sink for BlockSink<'_> {
     }
 
     fn finish(&mut self, _summary: &Summary) -> Result<()> {
+        let _w = writing();
         let r = self.commit();
         track(&mut self.error, r)
     }
@@ -344,20 +364,15 @@ impl Sink for BlockSink<'_> {
 
 impl Apply for BlockSink<'_> {
     fn abort(&mut self) -> String {
+        let _w = writing();
         let p = self.path.display();
         if let Some(j) = self.journal.take() {
             let jp = j.path().to_path_buf();
             return match j.rollback(&self.file) {
-                Ok(r) => {
-                    let restored = match r.old_state {
-                        Some(b) => state::write_atomically(&self.state_file, &b),
-                        None => state::remove_if_exists(&self.state_file),
-                    };
-                    match restored {
-                        Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
-                        Err(e) => format!("{p} has its old contents back, but its state could not be restored ({e})"),
-                    }
-                }
+                Ok(r) => match restore_block_state(&self.state_file, r.old_state.as_deref()) {
+                    Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
+                    Err(e) => format!("{p} has its old contents back, but its state could not be restored ({e})"),
+                },
                 Err(e) => format!(
                     "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the \
                      next receive into {p} rolls it back",

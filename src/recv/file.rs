@@ -15,7 +15,7 @@ use super::journal::{self, punch_or_zero, Ident, Journal};
 use super::pending::Pending;
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
 use super::{check_range, track, volume_size, Apply, Options};
-use crate::cleanup::Guard;
+use crate::cleanup::{writing, Guard};
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
@@ -227,15 +227,19 @@ impl<'o> FileSink<'o> {
         let jp = journal_path(&self.path);
         let old = raw_file_state(&self.path, &self.file)?.map(|(_, b)| b);
         let id = ident(&self.file, &self.path)?;
-        self.journal = Some(Journal::create(&jp, id, old.as_deref()).map_err(|e| match e {
+        let mut j = Journal::create(&jp, id, old.as_deref()).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => Error::Other(format!(
                 "{}: another receive into it is running (it holds {})",
                 self.path.display(),
                 jp.display()
             )),
             e => e,
-        })?);
-        Ok(())
+        })?;
+        let (path, f) = (self.path.clone(), self.file.try_clone().map_err(|e| self.err(e))?);
+        let armed = j.arm(&self.file, Box::new(move |old| restore_state(&path, &f, old)));
+        // Kept even if arming failed: the journal still protects the target on the normal path.
+        self.journal = Some(j);
+        armed
     }
 
     /// Gives the file the volume's length (a shrink saves the cut-off tail in the journal first).
@@ -382,12 +386,14 @@ impl<'o> FileSink<'o> {
 
 impl Sink for FileSink<'_> {
     fn start(&mut self, start: &Start) -> Result<()> {
+        let _w = writing();
         let r = self.begin(start);
         self.start = Some(start.clone());
         track(&mut self.error, r)
     }
 
     fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let _w = writing();
         let len = bytes.len() as u64;
         let r = self.write(offset, bytes);
         self.advance(offset + len);
@@ -396,6 +402,11 @@ impl Sink for FileSink<'_> {
     }
 
     fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        if self.journal.is_some() {
+            // Under the journal, DATA goes through `data` (batched journal saves), where each write
+            // is made under the rollback lock: a splice waits for input while writing.
+            return Ok(None);
+        }
         let r = self.before_change(offset, len).map(|_| Some(self.file.as_raw_fd()));
         self.advance(offset.saturating_add(len));
         track(&mut self.error, r)
@@ -406,6 +417,7 @@ impl Sink for FileSink<'_> {
     }
 
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        let _w = writing();
         let r = self
             .before_change(offset, len)
             .and_then(|_| punch_or_zero(&self.file, offset, len).map_err(|e| self.err(e)));
@@ -414,6 +426,7 @@ impl Sink for FileSink<'_> {
     }
 
     fn finish(&mut self, _summary: &Summary) -> Result<()> {
+        let _w = writing();
         let r = self.commit();
         track(&mut self.error, r)
     }
@@ -421,6 +434,7 @@ impl Sink for FileSink<'_> {
 
 impl Apply for FileSink<'_> {
     fn abort(&mut self) -> String {
+        let _w = writing();
         let p = self.path.display();
         if let Some((t, g)) = self.temp.take() {
             return match g.run() {

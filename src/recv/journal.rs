@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::cleanup::Hook;
 use crate::error::{Error, Result};
 use crate::io as sys;
 
@@ -64,7 +65,12 @@ pub(crate) struct Journal {
     /// Entries appended since the last sync.
     dirty: bool,
     buf: Vec<u8>,
+    /// Plays the journal back if a signal ends the process (see [`Journal::arm`]).
+    hook: Option<Hook>,
 }
+
+/// Restores a target's state record from the one a journal saved (`None`: it had none).
+pub(crate) type RestoreState = Box<dyn FnOnce(Option<&[u8]>) -> Result<()> + Send>;
 
 fn header_bytes(ident: &Ident, old_state: Option<&[u8]>) -> Vec<u8> {
     let mut h = Vec::with_capacity(64 + old_state.map_or(0, <[u8]>::len));
@@ -164,7 +170,29 @@ impl Journal {
             saved: BTreeMap::new(),
             dirty: false,
             buf: Vec::new(),
+            hook: None,
         })
+    }
+
+    /// Makes a signal that ends the process play this journal back into `target` (then restore its
+    /// state record with `state`) before it exits, unless it committed or rolled back first. The
+    /// caller changes `target` only under [`crate::cleanup::writing`].
+    pub fn arm(&mut self, target: &File, state: RestoreState) -> Result<()> {
+        let jf = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
+        let target = target.try_clone().map_err(|e| Error::io(&self.path, e))?;
+        let (path, start, ident) = (self.path.clone(), self.header_len, self.ident);
+        self.hook = Some(Hook::new(move || {
+            let undo = || -> Result<()> {
+                let old_state = parse_header(&path, &jf)?.and_then(|(_, s, _)| s);
+                play_back(&path, &jf, start, &ident, &target)?;
+                state(old_state.as_deref())?;
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                let _ = sys::sync_dir_of(&path);
+                Ok(())
+            };
+            undo().map_err(|e| e.to_string())
+        }));
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
