@@ -11,6 +11,7 @@ mod block;
 mod file;
 mod journal;
 mod pending;
+mod playback;
 pub mod state;
 
 use std::io;
