@@ -10,9 +10,9 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::beside::remove_stale_temps;
-use super::journal::{self, write_zeros, Ident, Journal};
-use super::pending::Pending;
+use super::journal::{self, write_zeros, Ident};
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
+use super::undo::{outcome_note, Undo};
 use super::{check_range, finish_line, track, Apply, Options};
 use crate::cleanup::writing;
 use crate::error::{Error, Result};
@@ -37,9 +37,7 @@ pub struct BlockSink<'o> {
     cursor: Option<u64>,
     limit: u64,
     journaled: bool,
-    journal: Option<Journal>,
-    /// DATA held back to share one journal sync.
-    pending: Pending,
+    journal: Option<Undo>,
     written: bool,
     /// The incomplete state, recorded just before the first unjournaled write.
     mark: Option<State>,
@@ -105,7 +103,6 @@ impl<'o> BlockSink<'o> {
             limit: size,
             journaled: false,
             journal: None,
-            pending: Pending::default(),
             written: false,
             mark: None,
             start: None,
@@ -174,11 +171,11 @@ impl<'o> BlockSink<'o> {
             let dir = state::dir_of(&self.state_file);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let old = read_plain(&self.state_file)?;
-            let mut j = Journal::create(&journal_path(&self.state_file), self.ident()?, old.as_deref())?;
             let sf = self.state_file.clone();
-            let armed = j.arm(&self.file, Box::new(move |old| restore_block_state(&sf, old)));
-            self.journal = Some(j);
-            armed?;
+            let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_block_state(&sf, old));
+            let jp = journal_path(&self.state_file);
+            let (id, saving) = (self.ident()?, "saving to");
+            self.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving)?);
         } else {
             self.mark = Some(state_for(start, false));
         }
@@ -190,9 +187,7 @@ impl<'o> BlockSink<'o> {
     fn touch(&mut self, offset: u64, len: u64) -> Result<()> {
         self.flush()?;
         if let Some(j) = &mut self.journal {
-            j.save(&self.file, offset, len).map_err(|e| {
-                Error::Other(format!("{}: saving to the undo journal {}: {e}", self.path.display(), j.path().display()))
-            })?;
+            j.save(&self.file, &self.path, offset, len)?;
         }
         if let Some(m) = self.mark.take() {
             self.write_state(&m)?;
@@ -277,23 +272,18 @@ impl<'o> BlockSink<'o> {
 
     /// Journals and writes the held DATA.
     fn flush(&mut self) -> Result<()> {
-        let Some(j) = &mut self.journal else {
-            return Ok(());
-        };
-        self.pending
-            .flush(j, &self.file)
-            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+        match &mut self.journal {
+            Some(j) => j.flush(&self.file, &self.path),
+            None => Ok(()),
+        }
     }
 
     fn write_data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
         check_range(&self.path, offset, len, self.limit)?;
-        if self.journal.is_some() {
+        if let Some(j) = &mut self.journal {
             self.written = true;
-            if self.pending.push(offset, bytes) {
-                self.flush()?;
-            }
-            return Ok(());
+            return j.write(&self.file, &self.path, offset, bytes);
         }
         self.fill_gap(offset)?;
         self.touch(offset, len)?;
@@ -368,17 +358,7 @@ impl Apply for BlockSink<'_> {
         let p = self.path.display();
         if let Some(j) = self.journal.take() {
             let jp = j.path().to_path_buf();
-            return match j.rollback(&self.file) {
-                Ok(r) => match restore_block_state(&self.state_file, r.old_state.as_deref()) {
-                    Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
-                    Err(e) => format!("{p} has its old contents back, but its state could not be restored ({e})"),
-                },
-                Err(e) => format!(
-                    "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the \
-                     next receive into {p} rolls it back",
-                    jp.display()
-                ),
-            };
+            return outcome_note(j.rollback(&self.file), &self.path, &jp, "state");
         }
         if self.written {
             format!(

@@ -11,9 +11,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::beside::{base_path, create_temp, journal_path, note, remove_stale_temps};
-use super::journal::{self, punch_or_zero, Ident, Journal};
-use super::pending::Pending;
+use super::journal::{self, punch_or_zero, Ident};
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
+use super::undo::{outcome_note, Outcome, Undo};
 use super::{check_range, track, volume_size, Apply, Options};
 use crate::cleanup::{writing, Guard};
 use crate::error::{Error, Result};
@@ -28,9 +28,7 @@ pub(crate) struct FileSink<'o> {
     file: File,
     /// The temporary a new file is received into, with the guard removing it.
     temp: Option<(PathBuf, Guard)>,
-    journal: Option<Journal>,
-    /// DATA held back to share one journal sync.
-    pending: Pending,
+    journal: Option<Undo>,
     /// The volume size: the file's length once received.
     limit: u64,
     /// Full streams into an existing file: everything below this offset is the stream's.
@@ -111,7 +109,6 @@ impl<'o> FileSink<'o> {
             file,
             temp,
             journal: None,
-            pending: Pending::default(),
             limit: 0,
             cursor: None,
             start: None,
@@ -227,7 +224,10 @@ impl<'o> FileSink<'o> {
         let jp = journal_path(&self.path);
         let old = raw_file_state(&self.path, &self.file)?.map(|(_, b)| b);
         let id = ident(&self.file, &self.path)?;
-        let mut j = Journal::create(&jp, id, old.as_deref()).map_err(|e| match e {
+        let (path, f) = (self.path.clone(), self.file.try_clone().map_err(|e| self.err(e))?);
+        let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_state(&path, &f, old));
+        let saving = "saving its old contents to";
+        let j = Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => Error::Other(format!(
                 "{}: another receive into it is running (it holds {})",
                 self.path.display(),
@@ -235,11 +235,8 @@ impl<'o> FileSink<'o> {
             )),
             e => e,
         })?;
-        let (path, f) = (self.path.clone(), self.file.try_clone().map_err(|e| self.err(e))?);
-        let armed = j.arm(&self.file, Box::new(move |old| restore_state(&path, &f, old)));
-        // Kept even if arming failed: the journal still protects the target on the normal path.
         self.journal = Some(j);
-        armed
+        Ok(())
     }
 
     /// Gives the file the volume's length (a shrink saves the cut-off tail in the journal first).
@@ -248,7 +245,7 @@ impl<'o> FileSink<'o> {
             return Ok(());
         }
         if let Some(j) = &mut self.journal {
-            j.save(&self.file, self.limit, len.saturating_sub(self.limit)).map_err(|e| self.jerr(e))?;
+            j.save(&self.file, &self.path, self.limit, len.saturating_sub(self.limit))?;
         }
         self.file.set_len(self.limit).map_err(|e| self.err(e))
     }
@@ -262,32 +259,22 @@ impl<'o> FileSink<'o> {
         }
     }
 
-    fn jerr(&self, e: io::Error) -> Error {
-        let j = self.journal.as_ref().map(|j| j.path().display().to_string()).unwrap_or_default();
-        Error::Other(format!("{}: saving its old contents to the undo journal {j}: {e}", self.path.display()))
-    }
-
     /// DATA: written now, or (under the journal) held for the next flush.
     fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         check_range(&self.path, offset, bytes.len() as u64, self.limit)?;
         self.fill_gap(offset)?;
-        if self.journal.is_none() {
-            return self.file.write_all_at(bytes, offset).map_err(|e| self.err(e));
+        match &mut self.journal {
+            Some(j) => j.write(&self.file, &self.path, offset, bytes),
+            None => self.file.write_all_at(bytes, offset).map_err(|e| self.err(e)),
         }
-        if self.pending.push(offset, bytes) {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     /// Journals and writes the held DATA.
     fn flush(&mut self) -> Result<()> {
-        let Some(j) = &mut self.journal else {
-            return Ok(());
-        };
-        self.pending
-            .flush(j, &self.file)
-            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+        match &mut self.journal {
+            Some(j) => j.flush(&self.file, &self.path),
+            None => Ok(()),
+        }
     }
 
     /// Saves `[offset, offset+len)` in the journal before it changes.
@@ -296,7 +283,7 @@ impl<'o> FileSink<'o> {
         check_range(&self.path, offset, len, self.limit)?;
         self.fill_gap(offset)?;
         match &mut self.journal {
-            Some(j) => j.save(&self.file, offset, len).map_err(|e| self.jerr(e)),
+            Some(j) => j.save(&self.file, &self.path, offset, len),
             None => Ok(()),
         }
     }
@@ -309,7 +296,7 @@ impl<'o> FileSink<'o> {
         self.cursor = Some(c.max(upto));
         if upto > c {
             if let Some(j) = &mut self.journal {
-                j.save(&self.file, c, upto - c).map_err(|e| self.jerr(e))?;
+                j.save(&self.file, &self.path, c, upto - c)?;
             }
             punch_or_zero(&self.file, c, upto - c).map_err(|e| self.err(e))?;
         }
@@ -452,18 +439,10 @@ impl Apply for FileSink<'_> {
         };
         let jp = j.path().to_path_buf();
         match j.rollback(&self.file) {
-            Ok(r) => match restore_state(&self.path, &self.file, r.old_state.as_deref()) {
-                Ok(()) if self.reverted => {
-                    format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
-                }
-                Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
-                Err(e) => format!("{p} has its old contents back, but its state record could not be restored ({e})"),
-            },
-            Err(e) => format!(
-                "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the next \
-                 receive into {p} rolls it back",
-                jp.display()
-            ),
+            Outcome::Restored if self.reverted => {
+                format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
+            }
+            o => outcome_note(o, &self.path, &jp, "state record"),
         }
     }
 

@@ -71,8 +71,8 @@ pub(crate) struct Journal {
     hook: Option<Hook>,
 }
 
-/// Restores a target's state record from the one a journal saved (`None`: it had none).
-pub(crate) type RestoreState = Box<dyn FnOnce(Option<&[u8]>) -> Result<()> + Send>;
+/// After a playback on a signal: restores the target's state record from the one the journal saved.
+pub(crate) type AfterPlayback = Box<dyn FnOnce(Option<&[u8]>) -> Result<()> + Send>;
 
 fn header_bytes(ident: &Ident, old_state: Option<&[u8]>) -> Vec<u8> {
     let mut h = Vec::with_capacity(64 + old_state.map_or(0, <[u8]>::len));
@@ -179,7 +179,7 @@ impl Journal {
     /// Makes a signal that ends the process play this journal back into `target` (then restore its
     /// state record with `state`) before it exits, unless it committed or rolled back first. The
     /// caller changes `target` only under [`crate::cleanup::writing`].
-    pub fn arm(&mut self, target: &File, state: RestoreState) -> Result<()> {
+    pub fn arm(&mut self, target: &File, state: AfterPlayback) -> Result<()> {
         let jf = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
         let target = target.try_clone().map_err(|e| Error::io(&self.path, e))?;
         let (path, start, ident) = (self.path.clone(), self.header_len, self.ident);

@@ -13,6 +13,7 @@ mod journal;
 mod pending;
 mod playback;
 pub mod state;
+mod undo;
 
 use std::io;
 use std::os::fd::RawFd;
