@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use super::beside::remove_stale_temps;
 use super::journal::{self, write_zeros, Ident};
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
+use super::target::{Slots, Target};
 use super::undo::{outcome_note, Undo};
-use super::{check_range, finish_line, track, Apply, Options};
+use super::{check_range, finish_line, Apply, Options};
 use crate::cleanup::writing;
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
 use crate::stream::native::Mode;
-use crate::stream::{Sink, Start, Summary};
+use crate::stream::{Start, Summary};
 
 /// A block-device receiver. The LVM receiver uses it on the fresh LV it stages (nothing to journal
 /// there: a failed staging LV is removed); `recv --to DEV` uses it with the journal.
@@ -307,48 +308,38 @@ impl<'o> BlockSink<'o> {
     }
 }
 
-impl Sink for BlockSink<'_> {
-    fn start(&mut self, start: &Start) -> Result<()> {
-        let _w = writing();
-        let r = self.begin(start);
-        self.start = Some(start.clone());
-        track(&mut self.error, r)
+impl Target for BlockSink<'_> {
+    fn slots(&mut self) -> Slots<'_> {
+        Slots { progress: &mut self.progress, error: &mut self.error, start: &mut self.start }
     }
 
-    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let _w = writing();
-        let r = self.write_data(offset, bytes);
-        self.progress.add(bytes.len() as u64);
-        track(&mut self.error, r)
+    fn journaled(&self) -> bool {
+        self.journal.is_some()
     }
 
-    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
-        if self.journal.is_some() {
-            // Under the journal, DATA goes through `data` (batched journal saves), where each write
-            // is made under the rollback lock: a splice waits for input while writing.
-            return Ok(None);
-        }
-        let r = check_range(&self.path, offset, len, self.limit).and_then(|_| self.touch(offset, len));
-        track(&mut self.error, r.map(|_| Some(self.file.as_raw_fd())))
+    fn begin_stream(&mut self, start: &Start) -> Result<()> {
+        self.begin(start)
     }
 
-    fn spliced(&mut self, _offset: u64, len: u64) {
-        self.progress.add(len);
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.write_data(offset, bytes)
     }
 
-    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
-        let _w = writing();
+    fn splice_into(&mut self, offset: u64, len: u64) -> Result<RawFd> {
+        check_range(&self.path, offset, len, self.limit).and_then(|_| self.touch(offset, len))?;
+        Ok(self.file.as_raw_fd())
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<()> {
         let r = check_range(&self.path, offset, len, self.limit)
             .and_then(|_| self.fill_gap(offset))
             .and_then(|_| self.unmap_range(offset, len));
         self.advance(offset.saturating_add(len));
-        track(&mut self.error, r)
+        r
     }
 
-    fn finish(&mut self, _summary: &Summary) -> Result<()> {
-        let _w = writing();
-        let r = self.commit();
-        track(&mut self.error, r)
+    fn complete(&mut self) -> Result<()> {
+        self.commit()
     }
 }
 

@@ -13,14 +13,15 @@ use std::path::{Path, PathBuf};
 use super::beside::{base_path, create_temp, journal_path, note, remove_stale_temps};
 use super::journal::{self, punch_or_zero, Ident};
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
+use super::target::{Slots, Target};
 use super::undo::{outcome_note, Outcome, Undo};
-use super::{check_range, track, volume_size, Apply, Options};
+use super::{check_range, volume_size, Apply, Options};
 use crate::cleanup::{writing, Guard};
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
 use crate::stream::native::Mode;
-use crate::stream::{Sink, Start, Summary};
+use crate::stream::Start;
 
 pub(crate) struct FileSink<'o> {
     opts: &'o Options,
@@ -371,51 +372,41 @@ impl<'o> FileSink<'o> {
     }
 }
 
-impl Sink for FileSink<'_> {
-    fn start(&mut self, start: &Start) -> Result<()> {
-        let _w = writing();
-        let r = self.begin(start);
-        self.start = Some(start.clone());
-        track(&mut self.error, r)
+impl Target for FileSink<'_> {
+    fn slots(&mut self) -> Slots<'_> {
+        Slots { progress: &mut self.progress, error: &mut self.error, start: &mut self.start }
     }
 
-    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let _w = writing();
-        let len = bytes.len() as u64;
+    fn journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn begin_stream(&mut self, start: &Start) -> Result<()> {
+        self.begin(start)
+    }
+
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let r = self.write(offset, bytes);
-        self.advance(offset + len);
-        self.progress.add(len);
-        track(&mut self.error, r)
+        self.advance(offset + bytes.len() as u64);
+        r
     }
 
-    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
-        if self.journal.is_some() {
-            // Under the journal, DATA goes through `data` (batched journal saves), where each write
-            // is made under the rollback lock: a splice waits for input while writing.
-            return Ok(None);
-        }
-        let r = self.before_change(offset, len).map(|_| Some(self.file.as_raw_fd()));
+    fn splice_into(&mut self, offset: u64, len: u64) -> Result<RawFd> {
+        let r = self.before_change(offset, len).map(|_| self.file.as_raw_fd());
         self.advance(offset.saturating_add(len));
-        track(&mut self.error, r)
+        r
     }
 
-    fn spliced(&mut self, _offset: u64, len: u64) {
-        self.progress.add(len);
-    }
-
-    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
-        let _w = writing();
+    fn zero(&mut self, offset: u64, len: u64) -> Result<()> {
         let r = self
             .before_change(offset, len)
             .and_then(|_| punch_or_zero(&self.file, offset, len).map_err(|e| self.err(e)));
         self.advance(offset.saturating_add(len));
-        track(&mut self.error, r)
+        r
     }
 
-    fn finish(&mut self, _summary: &Summary) -> Result<()> {
-        let _w = writing();
-        let r = self.commit();
-        track(&mut self.error, r)
+    fn complete(&mut self) -> Result<()> {
+        self.commit()
     }
 }
 

@@ -13,6 +13,7 @@ mod journal;
 mod pending;
 mod playback;
 pub mod state;
+mod target;
 mod undo;
 
 use std::io;
