@@ -14,6 +14,7 @@ use super::journal::{self, write_zeros, Ident};
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
 use super::target::{Slots, Target};
 use super::undo::{outcome_note, Undo};
+use super::RecvError;
 use super::{check_range, finish_line, Apply, Options};
 use crate::cleanup::writing;
 use crate::error::{Error, Result};
@@ -79,10 +80,7 @@ impl<'o> BlockSink<'o> {
             OpenOptions::new().write(true).read(true).custom_flags(libc::O_EXCL | libc::O_CLOEXEC).open(path).map_err(
                 |e| {
                     if e.raw_os_error() == Some(libc::EBUSY) {
-                        Error::Other(format!(
-                            "{}: device is in use (mounted, or held by another process): not writing to it",
-                            path.display()
-                        ))
+                        RecvError::DeviceBusy { target: path.to_path_buf() }.into()
                     } else {
                         Error::io(path, e)
                     }
@@ -151,11 +149,7 @@ impl<'o> BlockSink<'o> {
         }
         let want = start.volume_size().or(self.opts.size).unwrap_or(self.size);
         if want > self.size {
-            return Err(Error::Other(format!(
-                "{}: device is {} bytes, smaller than the stream's volume of {want} bytes: nothing written",
-                self.path.display(),
-                self.size,
-            )));
+            return Err(RecvError::DeviceTooSmall { target: self.path.clone(), size: self.size, want }.into());
         }
         self.limit = want;
         let full = start.header.as_ref().is_some_and(|h| h.mode == Mode::Full);

@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::RecvError;
 use crate::cleanup::Hook;
 use crate::error::{Error, Result};
 use crate::io as sys;
@@ -96,7 +97,7 @@ fn header_bytes(ident: &Ident, old_state: Option<&[u8]>) -> Vec<u8> {
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Other(format!("{}: not a usable thinsend undo journal: {what}", path.display()))
+    RecvError::BadJournal { journal: path.to_path_buf(), what: what.to_string() }.into()
 }
 
 type Header = (Ident, Option<Vec<u8>>, u64);
@@ -356,11 +357,7 @@ pub(crate) fn recover(path: &Path, target: &File, ident: &Ident, what: &Path) ->
         Err(e) => return Err(Error::io(path, e)),
     };
     if !sys::try_lock(f.as_raw_fd()).map_err(|e| Error::io(path, e))? {
-        return Err(Error::Other(format!(
-            "{}: another receive into it is running (it holds {}); nothing was changed",
-            what.display(),
-            path.display()
-        )));
+        return Err(RecvError::JournalHeld { target: what.to_path_buf(), journal: path.to_path_buf() }.into());
     }
     let Some((j, old_state, start)) = parse_header(path, &f)? else {
         // Cut before its header was durable: the target was never touched.
@@ -368,14 +365,8 @@ pub(crate) fn recover(path: &Path, target: &File, ident: &Ident, what: &Path) ->
         return Ok(Some(Restored { torn: true, old_state: None, ranges: 0, bytes: 0 }));
     };
     if j.file != ident.file || j.dev != ident.dev || j.ino != ident.ino {
-        return Err(Error::Other(format!(
-            "{}: the undo journal {} was written for another file (device {} inode {}); move it away \
-             after checking the target",
-            what.display(),
-            path.display(),
-            j.dev,
-            j.ino
-        )));
+        let (target, journal) = (what.to_path_buf(), path.to_path_buf());
+        return Err(RecvError::ForeignJournal { target, journal, dev: j.dev, ino: j.ino }.into());
     }
     let (ranges, bytes) = play_back(path, &f, start, &j, target)?;
     std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;

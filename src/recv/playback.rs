@@ -8,6 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::journal::{Ident, CHUNK, ENTRY_LEN, ENTRY_MAGIC, KIND_DATA, KIND_HOLE};
+use super::RecvError;
 use crate::error::{Error, Result};
 use crate::io as sys;
 
@@ -16,7 +17,7 @@ pub(super) fn play_back(path: &Path, j: &File, start: u64, ident: &Ident, target
     let entries = scan(path, j, start)?;
     let mut buf = vec![0u8; CHUNK];
     let mut bytes = 0;
-    let terr = |e: io::Error| Error::Other(format!("restoring from the undo journal {}: {e}", path.display()));
+    let terr = |source: io::Error| Error::from(RecvError::Restore { journal: path.to_path_buf(), source });
     for &(kind, off, len, pos) in entries.iter().rev() {
         if kind == KIND_HOLE {
             punch_or_zero(target, off, len).map_err(terr)?;

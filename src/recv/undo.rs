@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::journal::{Ident, Journal};
 use super::pending::Pending;
+use super::RecvError;
 use crate::error::{Error, Result};
 
 /// Puts back the state record a journal saved (`None`: removes the one this receive wrote).
@@ -57,9 +58,9 @@ impl Undo {
 
     /// Saves `[offset, offset+len)` of `target` durably before it changes.
     pub fn save(&mut self, target: &File, what: &Path, offset: u64, len: u64) -> Result<()> {
-        self.journal.save(target, offset, len).map_err(|e| {
-            let j = self.journal.path().display();
-            Error::Other(format!("{}: {} the undo journal {j}: {e}", what.display(), self.saving))
+        self.journal.save(target, offset, len).map_err(|source| {
+            let (target, journal) = (what.to_path_buf(), self.journal.path().to_path_buf());
+            RecvError::Save { target, journal, saving: self.saving, source }.into()
         })
     }
 
@@ -75,7 +76,7 @@ impl Undo {
     pub fn flush(&mut self, target: &File, what: &Path) -> Result<()> {
         self.pending
             .flush(&mut self.journal, target)
-            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", what.display())))
+            .map_err(|source| RecvError::JournaledWrite { target: what.to_path_buf(), source }.into())
     }
 
     /// The receive is committed (target and state durable): the journal goes.
