@@ -1,5 +1,5 @@
-//! Typed errors of the receiving side (the ones not yet typed stay `Error::Other`). Each message
-//! names the target first.
+//! Typed errors of the receiving side. Each message names the target (or the journal or state file)
+//! first; `Error::Recv` carries them.
 
 use std::path::PathBuf;
 
@@ -40,4 +40,49 @@ pub enum RecvError {
     JournaledWrite { target: PathBuf, source: std::io::Error },
     #[error("restoring from the undo journal {}: {source}", .journal.display())]
     Restore { journal: PathBuf, source: std::io::Error },
+    #[error("{}: {} is not a directory", .target.display(), .dir.display())]
+    NotADirectory { target: PathBuf, dir: PathBuf },
+    #[error("{}: directory {}: {source}", .target.display(), .dir.display())]
+    Directory { target: PathBuf, dir: PathBuf, source: std::io::Error },
+    #[error("{}: cannot create a file in {}: {source}", .target.display(), .dir.display())]
+    CannotCreate { target: PathBuf, dir: PathBuf, source: std::io::Error },
+    #[error("{}: {source} (writing its temporary {})", .target.display(), .temp.display())]
+    Temporary { target: PathBuf, temp: PathBuf, source: std::io::Error },
+    #[error("{}: appeared while receiving; not replaced", .target.display())]
+    Appeared { target: PathBuf },
+    #[error("{}: another receive into it is running (it holds {})", .target.display(), .journal.display())]
+    Busy { target: PathBuf, journal: PathBuf },
+    #[error("{}: target exists ({len} bytes) and a full stream replaces it entirely; use --force to replace it", .target.display())]
+    FullOverExisting { target: PathBuf, len: u64 },
+    #[error("{}: does not exist; an incremental stream needs the image of its base there", .target.display())]
+    NoBase { target: PathBuf },
+    #[error(
+        "{}: changed since the last receive ({what}); refusing to apply an incremental stream to a modified \
+         replica: use --rollback to return it to the received state first, or --force to apply anyway",
+        .target.display()
+    )]
+    Modified { target: PathBuf, what: String },
+    #[error(
+        "{}: changed since the last receive ({what}), and no copy of the received state is kept (that needs a \
+         filesystem with reflink, e.g. XFS or btrfs): --rollback cannot restore it; receive a full stream with \
+         --force, or use --force to apply the incremental anyway",
+        .target.display()
+    )]
+    NoReceivedCopy { target: PathBuf, what: String },
+    #[error(
+        "{}: refusing an incremental stream: {why}; the stream applies to {base}. Receive a full stream first, or \
+         use --force if you know the target equals that base",
+        .target.display()
+    )]
+    WrongBase { target: PathBuf, why: String, base: String },
+    #[error("cannot encode the receive state: {0}")]
+    StateEncode(serde_json::Error),
+    #[error("{}: unreadable thinsend state ({source}); receive a full stream or use --force", .at.display())]
+    StateUnreadable { at: PathBuf, source: serde_json::Error },
+    #[error("{}: is a symbolic link, not a thinsend state file", .at.display())]
+    StateSymlink { at: PathBuf },
+    #[error("{}: not a thinsend state file (not a small regular file)", .at.display())]
+    StateNotAFile { at: PathBuf },
+    #[error("{}: is a directory, cannot record the receive state there", .at.display())]
+    StateIsDirectory { at: PathBuf },
 }

@@ -15,6 +15,7 @@ use super::journal::{self, punch_or_zero, Ident};
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
 use super::target::{Slots, Target};
 use super::undo::{outcome_note, Outcome, Undo};
+use super::RecvError;
 use super::{check_range, volume_size, Apply, Options};
 use crate::cleanup::{writing, Guard};
 use crate::error::{Error, Result};
@@ -87,8 +88,8 @@ impl<'o> FileSink<'o> {
         let dir = dir_of(path);
         match std::fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::Other(format!("{}: {} is not a directory", path.display(), dir.display()))),
-            Err(e) => return Err(Error::Other(format!("{}: directory {}: {e}", path.display(), dir.display()))),
+            Ok(_) => return Err(RecvError::NotADirectory { target: path.to_path_buf(), dir }.into()),
+            Err(source) => return Err(RecvError::Directory { target: path.to_path_buf(), dir, source }.into()),
         }
         remove_stale_temps(path)?;
         remove_stale_temps(&sidecar(path))?;
@@ -151,16 +152,10 @@ impl<'o> FileSink<'o> {
         self.limit = volume_size(start, self.opts, &self.path, existing.then_some(len))?;
         match start.header.as_ref().map(|h| (h.mode, h)) {
             Some((Mode::Full, _)) if existing && len > 0 && !self.opts.force => {
-                return Err(Error::Other(format!(
-                    "{}: target exists ({len} bytes) and a full stream replaces it entirely; use --force to replace it",
-                    self.path.display()
-                )))
+                return Err(RecvError::FullOverExisting { target: self.path.clone(), len }.into())
             }
             Some((Mode::Incremental, _)) if !existing => {
-                return Err(Error::Other(format!(
-                    "{}: does not exist; an incremental stream needs the image of its base there",
-                    self.path.display()
-                )))
+                return Err(RecvError::NoBase { target: self.path.clone() }.into())
             }
             Some((Mode::Incremental, h)) if !self.opts.force => {
                 let st = state::read_state(&self.path, None)?;
@@ -192,22 +187,12 @@ impl<'o> FileSink<'o> {
         };
         let p = self.path.display().to_string();
         if !self.opts.rollback {
-            return Err(Error::Other(format!(
-                "{p}: changed since the last receive ({what}); refusing to apply an incremental stream to \
-                 a modified replica: use --rollback to return it to the received state first, or --force \
-                 to apply anyway"
-            )));
+            return Err(RecvError::Modified { target: self.path.clone(), what }.into());
         }
         let base = base_path(&self.path);
         let b = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&base) {
             Ok(b) if b.metadata().map(|m| m.len() == fp.size).unwrap_or(false) => b,
-            _ => {
-                return Err(Error::Other(format!(
-                    "{p}: changed since the last receive ({what}), and no copy of the received state is kept \
-                     (that needs a filesystem with reflink, e.g. XFS or btrfs): --rollback cannot restore it; \
-                     receive a full stream with --force, or use --force to apply the incremental anyway"
-                )))
-            }
+            _ => return Err(RecvError::NoReceivedCopy { target: self.path.clone(), what }.into()),
         };
         sys::reflink(b.as_raw_fd(), self.file.as_raw_fd()).map_err(|e| Error::io(&self.path, e))?;
         self.file.set_len(fp.size).map_err(|e| Error::io(&self.path, e))?;
@@ -229,11 +214,9 @@ impl<'o> FileSink<'o> {
         let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_state(&path, &f, old));
         let saving = "saving its old contents to";
         let j = Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => Error::Other(format!(
-                "{}: another receive into it is running (it holds {})",
-                self.path.display(),
-                jp.display()
-            )),
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
+                RecvError::Busy { target: self.path.clone(), journal: jp.clone() }.into()
+            }
             e => e,
         })?;
         self.journal = Some(j);
@@ -253,9 +236,7 @@ impl<'o> FileSink<'o> {
 
     fn err(&self, e: io::Error) -> Error {
         match &self.temp {
-            Some((t, _)) => {
-                Error::Other(format!("{}: {e} (writing its temporary {})", self.path.display(), t.display()))
-            }
+            Some((t, _)) => RecvError::Temporary { target: self.path.clone(), temp: t.clone(), source: e }.into(),
             None => Error::io(&self.path, e),
         }
     }
@@ -339,7 +320,7 @@ impl<'o> FileSink<'o> {
             if let Err(e) = sys::rename_noreplace(tmp, &self.path) {
                 let _ = state::remove_if_exists(&sidecar(&self.path));
                 return Err(if e.raw_os_error() == Some(libc::EEXIST) {
-                    Error::Other(format!("{}: appeared while receiving; not replaced", self.path.display()))
+                    RecvError::Appeared { target: self.path.clone() }.into()
                 } else {
                     Error::io(&self.path, e)
                 });
