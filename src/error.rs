@@ -69,6 +69,8 @@ pub enum Error {
     Apply { at: u64, kind: String, source: Box<Error> },
     #[error(transparent)]
     Lvm(#[from] crate::lvm::LvmError),
+    #[error(transparent)]
+    Recv(#[from] crate::recv::RecvError),
     #[error("{0}")]
     Other(String),
 }

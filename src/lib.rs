@@ -8,20 +8,20 @@
 pub mod block;
 pub mod btree;
 pub mod checksum;
-pub mod cleanup;
 pub mod compat;
 pub mod error;
 pub mod inspect;
-pub mod io;
 pub mod lvm;
 pub mod pool;
-pub mod progress;
 pub mod recv;
 pub mod send;
 pub mod spacemap;
 pub mod stream;
 pub mod superblock;
+pub mod sys;
 pub mod text;
 
 pub use error::{Error, Fault, Result};
 pub use inspect::{check, diff, dump, ls};
+/// Kept at their old paths for their users.
+pub use sys::{cleanup, io, progress};

@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::state::{self, dir_of, tag};
+use super::RecvError;
 use crate::cleanup::{Action, Guard};
 use crate::error::{Error, Result};
 use crate::io as sys;
@@ -61,7 +62,7 @@ pub(crate) fn create_temp(path: &Path) -> Result<(File, (PathBuf, Guard))> {
         }
         Err(e) => {
             guard.disarm();
-            Err(Error::Other(format!("{}: cannot create a file in {}: {e}", path.display(), dir_of(path).display())))
+            Err(RecvError::CannotCreate { target: path.to_path_buf(), dir: dir_of(path), source: e }.into())
         }
     }
 }

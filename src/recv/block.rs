@@ -10,15 +10,18 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::beside::remove_stale_temps;
-use super::journal::{self, write_zeros, Ident, Journal};
-use super::pending::Pending;
+use super::journal::{self, write_zeros, Ident};
 use super::state::{self, check_base, default_state_file, read_plain, state_for, State};
-use super::{check_range, finish_line, track, Apply, Options};
+use super::target::{Slots, Target};
+use super::undo::{outcome_note, Undo};
+use super::RecvError;
+use super::{check_range, finish_line, Apply, Options};
+use crate::cleanup::writing;
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
 use crate::stream::native::Mode;
-use crate::stream::{Sink, Start, Summary};
+use crate::stream::{Start, Summary};
 
 /// A block-device receiver. The LVM receiver uses it on the fresh LV it stages (nothing to journal
 /// there: a failed staging LV is removed); `recv --to DEV` uses it with the journal.
@@ -36,9 +39,7 @@ pub struct BlockSink<'o> {
     cursor: Option<u64>,
     limit: u64,
     journaled: bool,
-    journal: Option<Journal>,
-    /// DATA held back to share one journal sync.
-    pending: Pending,
+    journal: Option<Undo>,
     written: bool,
     /// The incomplete state, recorded just before the first unjournaled write.
     mark: Option<State>,
@@ -51,6 +52,14 @@ fn journal_path(state_file: &Path) -> PathBuf {
     let mut s = state_file.as_os_str().to_os_string();
     s.push(".journal");
     PathBuf::from(s)
+}
+
+/// Puts back the state a journal saved (or removes the one this receive wrote).
+fn restore_block_state(state_file: &Path, old: Option<&[u8]>) -> Result<()> {
+    match old {
+        Some(b) => state::write_atomically(state_file, b),
+        None => state::remove_if_exists(state_file),
+    }
 }
 
 fn discard_granularity(f: &File) -> Option<u64> {
@@ -71,10 +80,7 @@ impl<'o> BlockSink<'o> {
             OpenOptions::new().write(true).read(true).custom_flags(libc::O_EXCL | libc::O_CLOEXEC).open(path).map_err(
                 |e| {
                     if e.raw_os_error() == Some(libc::EBUSY) {
-                        Error::Other(format!(
-                            "{}: device is in use (mounted, or held by another process): not writing to it",
-                            path.display()
-                        ))
+                        RecvError::DeviceBusy { target: path.to_path_buf() }.into()
                     } else {
                         Error::io(path, e)
                     }
@@ -96,7 +102,6 @@ impl<'o> BlockSink<'o> {
             limit: size,
             journaled: false,
             journal: None,
-            pending: Pending::default(),
             written: false,
             mark: None,
             start: None,
@@ -115,10 +120,8 @@ impl<'o> BlockSink<'o> {
         }
         let jp = journal_path(&s.state_file);
         if let Some(r) = journal::recover(&jp, &s.file, &s.ident()?, path)? {
-            match r.old_state {
-                _ if r.torn => {}
-                Some(b) => state::write_atomically(&s.state_file, &b)?,
-                None => state::remove_if_exists(&s.state_file)?,
+            if !r.torn {
+                restore_block_state(&s.state_file, r.old_state.as_deref())?;
             }
             eprintln!(
                 "thinsend-native: {}: rolled back an interrupted receive ({} ranges, {} bytes restored from {})",
@@ -146,11 +149,7 @@ impl<'o> BlockSink<'o> {
         }
         let want = start.volume_size().or(self.opts.size).unwrap_or(self.size);
         if want > self.size {
-            return Err(Error::Other(format!(
-                "{}: device is {} bytes, smaller than the stream's volume of {want} bytes: nothing written",
-                self.path.display(),
-                self.size,
-            )));
+            return Err(RecvError::DeviceTooSmall { target: self.path.clone(), size: self.size, want }.into());
         }
         self.limit = want;
         let full = start.header.as_ref().is_some_and(|h| h.mode == Mode::Full);
@@ -167,7 +166,11 @@ impl<'o> BlockSink<'o> {
             let dir = state::dir_of(&self.state_file);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let old = read_plain(&self.state_file)?;
-            self.journal = Some(Journal::create(&journal_path(&self.state_file), self.ident()?, old.as_deref())?);
+            let sf = self.state_file.clone();
+            let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_block_state(&sf, old));
+            let jp = journal_path(&self.state_file);
+            let (id, saving) = (self.ident()?, "saving to");
+            self.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving)?);
         } else {
             self.mark = Some(state_for(start, false));
         }
@@ -179,9 +182,7 @@ impl<'o> BlockSink<'o> {
     fn touch(&mut self, offset: u64, len: u64) -> Result<()> {
         self.flush()?;
         if let Some(j) = &mut self.journal {
-            j.save(&self.file, offset, len).map_err(|e| {
-                Error::Other(format!("{}: saving to the undo journal {}: {e}", self.path.display(), j.path().display()))
-            })?;
+            j.save(&self.file, &self.path, offset, len)?;
         }
         if let Some(m) = self.mark.take() {
             self.write_state(&m)?;
@@ -266,23 +267,18 @@ impl<'o> BlockSink<'o> {
 
     /// Journals and writes the held DATA.
     fn flush(&mut self) -> Result<()> {
-        let Some(j) = &mut self.journal else {
-            return Ok(());
-        };
-        self.pending
-            .flush(j, &self.file)
-            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+        match &mut self.journal {
+            Some(j) => j.flush(&self.file, &self.path),
+            None => Ok(()),
+        }
     }
 
     fn write_data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
         check_range(&self.path, offset, len, self.limit)?;
-        if self.journal.is_some() {
+        if let Some(j) = &mut self.journal {
             self.written = true;
-            if self.pending.push(offset, bytes) {
-                self.flush()?;
-            }
-            return Ok(());
+            return j.write(&self.file, &self.path, offset, bytes);
         }
         self.fill_gap(offset)?;
         self.touch(offset, len)?;
@@ -306,64 +302,48 @@ impl<'o> BlockSink<'o> {
     }
 }
 
-impl Sink for BlockSink<'_> {
-    fn start(&mut self, start: &Start) -> Result<()> {
-        let r = self.begin(start);
-        self.start = Some(start.clone());
-        track(&mut self.error, r)
+impl Target for BlockSink<'_> {
+    fn slots(&mut self) -> Slots<'_> {
+        Slots { progress: &mut self.progress, error: &mut self.error, start: &mut self.start }
     }
 
-    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let r = self.write_data(offset, bytes);
-        self.progress.add(bytes.len() as u64);
-        track(&mut self.error, r)
+    fn journaled(&self) -> bool {
+        self.journal.is_some()
     }
 
-    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
-        let r = check_range(&self.path, offset, len, self.limit).and_then(|_| self.touch(offset, len));
-        track(&mut self.error, r.map(|_| Some(self.file.as_raw_fd())))
+    fn begin_stream(&mut self, start: &Start) -> Result<()> {
+        self.begin(start)
     }
 
-    fn spliced(&mut self, _offset: u64, len: u64) {
-        self.progress.add(len);
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.write_data(offset, bytes)
     }
 
-    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+    fn splice_into(&mut self, offset: u64, len: u64) -> Result<RawFd> {
+        check_range(&self.path, offset, len, self.limit).and_then(|_| self.touch(offset, len))?;
+        Ok(self.file.as_raw_fd())
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<()> {
         let r = check_range(&self.path, offset, len, self.limit)
             .and_then(|_| self.fill_gap(offset))
             .and_then(|_| self.unmap_range(offset, len));
         self.advance(offset.saturating_add(len));
-        track(&mut self.error, r)
+        r
     }
 
-    fn finish(&mut self, _summary: &Summary) -> Result<()> {
-        let r = self.commit();
-        track(&mut self.error, r)
+    fn complete(&mut self) -> Result<()> {
+        self.commit()
     }
 }
 
 impl Apply for BlockSink<'_> {
     fn abort(&mut self) -> String {
+        let _w = writing();
         let p = self.path.display();
         if let Some(j) = self.journal.take() {
             let jp = j.path().to_path_buf();
-            return match j.rollback(&self.file) {
-                Ok(r) => {
-                    let restored = match r.old_state {
-                        Some(b) => state::write_atomically(&self.state_file, &b),
-                        None => state::remove_if_exists(&self.state_file),
-                    };
-                    match restored {
-                        Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
-                        Err(e) => format!("{p} has its old contents back, but its state could not be restored ({e})"),
-                    }
-                }
-                Err(e) => format!(
-                    "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the \
-                     next receive into {p} rolls it back",
-                    jp.display()
-                ),
-            };
+            return outcome_note(j.rollback(&self.file), &self.path, &jp, "state");
         }
         if self.written {
             format!(

@@ -11,16 +11,18 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::beside::{base_path, create_temp, journal_path, note, remove_stale_temps};
-use super::journal::{self, punch_or_zero, Ident, Journal};
-use super::pending::Pending;
+use super::journal::{self, punch_or_zero, Ident};
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
-use super::{check_range, track, volume_size, Apply, Options};
-use crate::cleanup::Guard;
+use super::target::{Slots, Target};
+use super::undo::{outcome_note, Outcome, Undo};
+use super::RecvError;
+use super::{check_range, volume_size, Apply, Options};
+use crate::cleanup::{writing, Guard};
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
 use crate::stream::native::Mode;
-use crate::stream::{Sink, Start, Summary};
+use crate::stream::Start;
 
 pub(crate) struct FileSink<'o> {
     opts: &'o Options,
@@ -28,9 +30,7 @@ pub(crate) struct FileSink<'o> {
     file: File,
     /// The temporary a new file is received into, with the guard removing it.
     temp: Option<(PathBuf, Guard)>,
-    journal: Option<Journal>,
-    /// DATA held back to share one journal sync.
-    pending: Pending,
+    journal: Option<Undo>,
     /// The volume size: the file's length once received.
     limit: u64,
     /// Full streams into an existing file: everything below this offset is the stream's.
@@ -88,8 +88,8 @@ impl<'o> FileSink<'o> {
         let dir = dir_of(path);
         match std::fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::Other(format!("{}: {} is not a directory", path.display(), dir.display()))),
-            Err(e) => return Err(Error::Other(format!("{}: directory {}: {e}", path.display(), dir.display()))),
+            Ok(_) => return Err(RecvError::NotADirectory { target: path.to_path_buf(), dir }.into()),
+            Err(source) => return Err(RecvError::Directory { target: path.to_path_buf(), dir, source }.into()),
         }
         remove_stale_temps(path)?;
         remove_stale_temps(&sidecar(path))?;
@@ -111,7 +111,6 @@ impl<'o> FileSink<'o> {
             file,
             temp,
             journal: None,
-            pending: Pending::default(),
             limit: 0,
             cursor: None,
             start: None,
@@ -153,16 +152,10 @@ impl<'o> FileSink<'o> {
         self.limit = volume_size(start, self.opts, &self.path, existing.then_some(len))?;
         match start.header.as_ref().map(|h| (h.mode, h)) {
             Some((Mode::Full, _)) if existing && len > 0 && !self.opts.force => {
-                return Err(Error::Other(format!(
-                    "{}: target exists ({len} bytes) and a full stream replaces it entirely; use --force to replace it",
-                    self.path.display()
-                )))
+                return Err(RecvError::FullOverExisting { target: self.path.clone(), len }.into())
             }
             Some((Mode::Incremental, _)) if !existing => {
-                return Err(Error::Other(format!(
-                    "{}: does not exist; an incremental stream needs the image of its base there",
-                    self.path.display()
-                )))
+                return Err(RecvError::NoBase { target: self.path.clone() }.into())
             }
             Some((Mode::Incremental, h)) if !self.opts.force => {
                 let st = state::read_state(&self.path, None)?;
@@ -194,22 +187,12 @@ impl<'o> FileSink<'o> {
         };
         let p = self.path.display().to_string();
         if !self.opts.rollback {
-            return Err(Error::Other(format!(
-                "{p}: changed since the last receive ({what}); refusing to apply an incremental stream to \
-                 a modified replica: use --rollback to return it to the received state first, or --force \
-                 to apply anyway"
-            )));
+            return Err(RecvError::Modified { target: self.path.clone(), what }.into());
         }
         let base = base_path(&self.path);
         let b = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&base) {
             Ok(b) if b.metadata().map(|m| m.len() == fp.size).unwrap_or(false) => b,
-            _ => {
-                return Err(Error::Other(format!(
-                    "{p}: changed since the last receive ({what}), and no copy of the received state is kept \
-                     (that needs a filesystem with reflink, e.g. XFS or btrfs): --rollback cannot restore it; \
-                     receive a full stream with --force, or use --force to apply the incremental anyway"
-                )))
-            }
+            _ => return Err(RecvError::NoReceivedCopy { target: self.path.clone(), what }.into()),
         };
         sys::reflink(b.as_raw_fd(), self.file.as_raw_fd()).map_err(|e| Error::io(&self.path, e))?;
         self.file.set_len(fp.size).map_err(|e| Error::io(&self.path, e))?;
@@ -227,14 +210,16 @@ impl<'o> FileSink<'o> {
         let jp = journal_path(&self.path);
         let old = raw_file_state(&self.path, &self.file)?.map(|(_, b)| b);
         let id = ident(&self.file, &self.path)?;
-        self.journal = Some(Journal::create(&jp, id, old.as_deref()).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => Error::Other(format!(
-                "{}: another receive into it is running (it holds {})",
-                self.path.display(),
-                jp.display()
-            )),
+        let (path, f) = (self.path.clone(), self.file.try_clone().map_err(|e| self.err(e))?);
+        let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_state(&path, &f, old));
+        let saving = "saving its old contents to";
+        let j = Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
+                RecvError::Busy { target: self.path.clone(), journal: jp.clone() }.into()
+            }
             e => e,
-        })?);
+        })?;
+        self.journal = Some(j);
         Ok(())
     }
 
@@ -244,46 +229,34 @@ impl<'o> FileSink<'o> {
             return Ok(());
         }
         if let Some(j) = &mut self.journal {
-            j.save(&self.file, self.limit, len.saturating_sub(self.limit)).map_err(|e| self.jerr(e))?;
+            j.save(&self.file, &self.path, self.limit, len.saturating_sub(self.limit))?;
         }
         self.file.set_len(self.limit).map_err(|e| self.err(e))
     }
 
     fn err(&self, e: io::Error) -> Error {
         match &self.temp {
-            Some((t, _)) => {
-                Error::Other(format!("{}: {e} (writing its temporary {})", self.path.display(), t.display()))
-            }
+            Some((t, _)) => RecvError::Temporary { target: self.path.clone(), temp: t.clone(), source: e }.into(),
             None => Error::io(&self.path, e),
         }
-    }
-
-    fn jerr(&self, e: io::Error) -> Error {
-        let j = self.journal.as_ref().map(|j| j.path().display().to_string()).unwrap_or_default();
-        Error::Other(format!("{}: saving its old contents to the undo journal {j}: {e}", self.path.display()))
     }
 
     /// DATA: written now, or (under the journal) held for the next flush.
     fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         check_range(&self.path, offset, bytes.len() as u64, self.limit)?;
         self.fill_gap(offset)?;
-        if self.journal.is_none() {
-            return self.file.write_all_at(bytes, offset).map_err(|e| self.err(e));
+        match &mut self.journal {
+            Some(j) => j.write(&self.file, &self.path, offset, bytes),
+            None => self.file.write_all_at(bytes, offset).map_err(|e| self.err(e)),
         }
-        if self.pending.push(offset, bytes) {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     /// Journals and writes the held DATA.
     fn flush(&mut self) -> Result<()> {
-        let Some(j) = &mut self.journal else {
-            return Ok(());
-        };
-        self.pending
-            .flush(j, &self.file)
-            .map_err(|e| Error::Other(format!("{}: applying journaled writes: {e}", self.path.display())))
+        match &mut self.journal {
+            Some(j) => j.flush(&self.file, &self.path),
+            None => Ok(()),
+        }
     }
 
     /// Saves `[offset, offset+len)` in the journal before it changes.
@@ -292,7 +265,7 @@ impl<'o> FileSink<'o> {
         check_range(&self.path, offset, len, self.limit)?;
         self.fill_gap(offset)?;
         match &mut self.journal {
-            Some(j) => j.save(&self.file, offset, len).map_err(|e| self.jerr(e)),
+            Some(j) => j.save(&self.file, &self.path, offset, len),
             None => Ok(()),
         }
     }
@@ -305,7 +278,7 @@ impl<'o> FileSink<'o> {
         self.cursor = Some(c.max(upto));
         if upto > c {
             if let Some(j) = &mut self.journal {
-                j.save(&self.file, c, upto - c).map_err(|e| self.jerr(e))?;
+                j.save(&self.file, &self.path, c, upto - c)?;
             }
             punch_or_zero(&self.file, c, upto - c).map_err(|e| self.err(e))?;
         }
@@ -347,7 +320,7 @@ impl<'o> FileSink<'o> {
             if let Err(e) = sys::rename_noreplace(tmp, &self.path) {
                 let _ = state::remove_if_exists(&sidecar(&self.path));
                 return Err(if e.raw_os_error() == Some(libc::EEXIST) {
-                    Error::Other(format!("{}: appeared while receiving; not replaced", self.path.display()))
+                    RecvError::Appeared { target: self.path.clone() }.into()
                 } else {
                     Error::io(&self.path, e)
                 });
@@ -380,47 +353,47 @@ impl<'o> FileSink<'o> {
     }
 }
 
-impl Sink for FileSink<'_> {
-    fn start(&mut self, start: &Start) -> Result<()> {
-        let r = self.begin(start);
-        self.start = Some(start.clone());
-        track(&mut self.error, r)
+impl Target for FileSink<'_> {
+    fn slots(&mut self) -> Slots<'_> {
+        Slots { progress: &mut self.progress, error: &mut self.error, start: &mut self.start }
     }
 
-    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let len = bytes.len() as u64;
+    fn journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn begin_stream(&mut self, start: &Start) -> Result<()> {
+        self.begin(start)
+    }
+
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let r = self.write(offset, bytes);
-        self.advance(offset + len);
-        self.progress.add(len);
-        track(&mut self.error, r)
+        self.advance(offset + bytes.len() as u64);
+        r
     }
 
-    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
-        let r = self.before_change(offset, len).map(|_| Some(self.file.as_raw_fd()));
+    fn splice_into(&mut self, offset: u64, len: u64) -> Result<RawFd> {
+        let r = self.before_change(offset, len).map(|_| self.file.as_raw_fd());
         self.advance(offset.saturating_add(len));
-        track(&mut self.error, r)
+        r
     }
 
-    fn spliced(&mut self, _offset: u64, len: u64) {
-        self.progress.add(len);
-    }
-
-    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+    fn zero(&mut self, offset: u64, len: u64) -> Result<()> {
         let r = self
             .before_change(offset, len)
             .and_then(|_| punch_or_zero(&self.file, offset, len).map_err(|e| self.err(e)));
         self.advance(offset.saturating_add(len));
-        track(&mut self.error, r)
+        r
     }
 
-    fn finish(&mut self, _summary: &Summary) -> Result<()> {
-        let r = self.commit();
-        track(&mut self.error, r)
+    fn complete(&mut self) -> Result<()> {
+        self.commit()
     }
 }
 
 impl Apply for FileSink<'_> {
     fn abort(&mut self) -> String {
+        let _w = writing();
         let p = self.path.display();
         if let Some((t, g)) = self.temp.take() {
             return match g.run() {
@@ -438,18 +411,10 @@ impl Apply for FileSink<'_> {
         };
         let jp = j.path().to_path_buf();
         match j.rollback(&self.file) {
-            Ok(r) => match restore_state(&self.path, &self.file, r.old_state.as_deref()) {
-                Ok(()) if self.reverted => {
-                    format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
-                }
-                Ok(()) => format!("{p} left unchanged (rolled back from the undo journal)"),
-                Err(e) => format!("{p} has its old contents back, but its state record could not be restored ({e})"),
-            },
-            Err(e) => format!(
-                "{p} is PARTIALLY WRITTEN: rolling back failed ({e}); its undo journal {} is kept and the next \
-                 receive into {p} rolls it back",
-                jp.display()
-            ),
+            Outcome::Restored if self.reverted => {
+                format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
+            }
+            o => outcome_note(o, &self.path, &jp, "state record"),
         }
     }
 

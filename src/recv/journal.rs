@@ -15,20 +15,24 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::RecvError;
+use crate::cleanup::Hook;
 use crate::error::{Error, Result};
 use crate::io as sys;
 
+use super::playback::play_back;
+pub(crate) use super::playback::{punch_or_zero, write_zeros};
 use super::state::create_exclusive;
 
 const MAGIC: &[u8; 8] = b"TSNDUNDO";
 const VERSION: u32 = 1;
-const ENTRY_MAGIC: u32 = 0x4f44_4e55; // "UNDO"
-const ENTRY_LEN: u64 = 28;
-const KIND_DATA: u32 = 0;
-const KIND_HOLE: u32 = 1;
+pub(super) const ENTRY_MAGIC: u32 = 0x4f44_4e55; // "UNDO"
+pub(super) const ENTRY_LEN: u64 = 28;
+pub(super) const KIND_DATA: u32 = 0;
+pub(super) const KIND_HOLE: u32 = 1;
 /// Flag: the target is a regular file (holes are kept as holes, length and mtime restored).
 const FLAG_FILE: u32 = 1;
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 const NO_STATE: u32 = u32::MAX;
 
 /// Which target a journal belongs to, and what is restored besides its bytes.
@@ -64,7 +68,12 @@ pub(crate) struct Journal {
     /// Entries appended since the last sync.
     dirty: bool,
     buf: Vec<u8>,
+    /// Plays the journal back if a signal ends the process (see [`Journal::arm`]).
+    hook: Option<Hook>,
 }
+
+/// After a playback on a signal: restores the target's state record from the one the journal saved.
+pub(crate) type AfterPlayback = Box<dyn FnOnce(Option<&[u8]>) -> Result<()> + Send>;
 
 fn header_bytes(ident: &Ident, old_state: Option<&[u8]>) -> Vec<u8> {
     let mut h = Vec::with_capacity(64 + old_state.map_or(0, <[u8]>::len));
@@ -88,7 +97,7 @@ fn header_bytes(ident: &Ident, old_state: Option<&[u8]>) -> Vec<u8> {
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Other(format!("{}: not a usable thinsend undo journal: {what}", path.display()))
+    RecvError::BadJournal { journal: path.to_path_buf(), what: what.to_string() }.into()
 }
 
 type Header = (Ident, Option<Vec<u8>>, u64);
@@ -164,7 +173,29 @@ impl Journal {
             saved: BTreeMap::new(),
             dirty: false,
             buf: Vec::new(),
+            hook: None,
         })
+    }
+
+    /// Makes a signal that ends the process play this journal back into `target` (then restore its
+    /// state record with `state`) before it exits, unless it committed or rolled back first. The
+    /// caller changes `target` only under [`crate::cleanup::writing`].
+    pub fn arm(&mut self, target: &File, state: AfterPlayback) -> Result<()> {
+        let jf = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
+        let target = target.try_clone().map_err(|e| Error::io(&self.path, e))?;
+        let (path, start, ident) = (self.path.clone(), self.header_len, self.ident);
+        self.hook = Some(Hook::new(move || {
+            let undo = || -> Result<()> {
+                let old_state = parse_header(&path, &jf)?.and_then(|(_, s, _)| s);
+                play_back(&path, &jf, start, &ident, &target)?;
+                state(old_state.as_deref())?;
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                let _ = sys::sync_dir_of(&path);
+                Ok(())
+            };
+            undo().map_err(|e| e.to_string())
+        }));
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -326,11 +357,7 @@ pub(crate) fn recover(path: &Path, target: &File, ident: &Ident, what: &Path) ->
         Err(e) => return Err(Error::io(path, e)),
     };
     if !sys::try_lock(f.as_raw_fd()).map_err(|e| Error::io(path, e))? {
-        return Err(Error::Other(format!(
-            "{}: another receive into it is running (it holds {}); nothing was changed",
-            what.display(),
-            path.display()
-        )));
+        return Err(RecvError::JournalHeld { target: what.to_path_buf(), journal: path.to_path_buf() }.into());
     }
     let Some((j, old_state, start)) = parse_header(path, &f)? else {
         // Cut before its header was durable: the target was never touched.
@@ -338,102 +365,13 @@ pub(crate) fn recover(path: &Path, target: &File, ident: &Ident, what: &Path) ->
         return Ok(Some(Restored { torn: true, old_state: None, ranges: 0, bytes: 0 }));
     };
     if j.file != ident.file || j.dev != ident.dev || j.ino != ident.ino {
-        return Err(Error::Other(format!(
-            "{}: the undo journal {} was written for another file (device {} inode {}); move it away \
-             after checking the target",
-            what.display(),
-            path.display(),
-            j.dev,
-            j.ino
-        )));
+        let (target, journal) = (what.to_path_buf(), path.to_path_buf());
+        return Err(RecvError::ForeignJournal { target, journal, dev: j.dev, ino: j.ino }.into());
     }
     let (ranges, bytes) = play_back(path, &f, start, &j, target)?;
     std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
     let _ = sys::sync_dir_of(path);
     Ok(Some(Restored { torn: false, old_state, ranges, bytes }))
-}
-
-/// Writes every valid entry back, newest first, then the original length and mtime; syncs.
-fn play_back(path: &Path, j: &File, start: u64, ident: &Ident, target: &File) -> Result<(u64, u64)> {
-    let entries = scan(path, j, start)?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut bytes = 0;
-    let terr = |e: io::Error| Error::Other(format!("restoring from the undo journal {}: {e}", path.display()));
-    for &(kind, off, len, pos) in entries.iter().rev() {
-        if kind == KIND_HOLE {
-            punch_or_zero(target, off, len).map_err(terr)?;
-            continue;
-        }
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            j.read_exact_at(&mut buf[..n], pos + done).map_err(|e| Error::io(path, e))?;
-            target.write_all_at(&buf[..n], off + done).map_err(terr)?;
-            done += n as u64;
-        }
-        bytes += len;
-    }
-    if ident.file {
-        target.set_len(ident.len).map_err(terr)?;
-        target.sync_all().map_err(terr)?;
-        let _ = sys::set_mtime(target.as_raw_fd(), ident.mtime_ns);
-    }
-    target.sync_all().map_err(terr)?;
-    Ok((entries.len() as u64, bytes))
-}
-
-/// The valid entries `(kind, offset, length, data position)`, up to the first torn one.
-fn scan(path: &Path, j: &File, start: u64) -> Result<Vec<(u32, u64, u64, u64)>> {
-    let flen = j.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut out = Vec::new();
-    let mut at = start;
-    let mut buf = vec![0u8; CHUNK];
-    while at + ENTRY_LEN <= flen {
-        let mut h = [0u8; ENTRY_LEN as usize];
-        j.read_exact_at(&mut h, at).map_err(|e| Error::io(path, e))?;
-        let word = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().unwrap_or_default());
-        let long = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or_default());
-        let (kind, off, len) = (word(4), long(8), long(16));
-        let data_len = if kind == KIND_DATA { len } else { 0 };
-        if word(0) != ENTRY_MAGIC || kind > KIND_HOLE || data_len > flen - at - ENTRY_LEN {
-            break;
-        }
-        let mut crc = crc32c::crc32c(&h[4..24]);
-        let mut done = 0u64;
-        while done < data_len {
-            let n = (data_len - done).min(CHUNK as u64) as usize;
-            j.read_exact_at(&mut buf[..n], at + ENTRY_LEN + done).map_err(|e| Error::io(path, e))?;
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
-            done += n as u64;
-        }
-        if crc != word(24) {
-            break;
-        }
-        out.push((kind, off, len, at + ENTRY_LEN));
-        at += ENTRY_LEN + data_len;
-    }
-    Ok(out)
-}
-
-/// Makes `[off, off+len)` of a regular file read as zeros: a punched hole, or written zeros where
-/// the filesystem cannot punch holes.
-pub(crate) fn punch_or_zero(f: &File, off: u64, len: u64) -> io::Result<()> {
-    match sys::punch_hole(f.as_raw_fd(), off, len) {
-        Ok(()) => Ok(()),
-        Err(e) if sys::is_unsupported(&e) => write_zeros(f, off, len),
-        Err(e) => Err(e),
-    }
-}
-
-pub(crate) fn write_zeros(f: &File, off: u64, len: u64) -> io::Result<()> {
-    let zeros = vec![0u8; len.min(CHUNK as u64) as usize];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(zeros.len() as u64) as usize;
-        f.write_all_at(&zeros[..n], off + done)?;
-        done += n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -14,13 +14,20 @@ fn target(dir: &Path, bytes: &[u8]) -> File {
     OpenOptions::new().read(true).write(true).open(&p).unwrap()
 }
 
+/// A fresh directory with a target `t` holding `bytes`, the path of its journal `j`, its identity.
+fn fixture(bytes: &[u8]) -> (tempfile::TempDir, File, PathBuf, Ident) {
+    let d = tempfile::tempdir().unwrap();
+    let t = target(d.path(), bytes);
+    let jp = d.path().join("j");
+    let id = ident_of(&t);
+    (d, t, jp, id)
+}
+
 #[test]
 fn rollback_restores_bytes_length_and_state_and_removes_the_journal() {
-    let d = tempfile::tempdir().unwrap();
     let old: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let t = target(d.path(), &old);
-    let jp = d.path().join("j");
-    let mut j = Journal::create(&jp, ident_of(&t), Some(b"{\"old\":1}")).unwrap();
+    let (d, t, jp, id) = fixture(&old);
+    let mut j = Journal::create(&jp, id, Some(b"{\"old\":1}")).unwrap();
     j.save(&t, 1000, 5000).unwrap();
     t.write_all_at(&[9u8; 5000], 1000).unwrap();
     // the same range again: the first (older) contents must win
@@ -39,10 +46,7 @@ fn rollback_restores_bytes_length_and_state_and_removes_the_journal() {
 
 #[test]
 fn a_torn_last_entry_is_ignored_and_an_earlier_one_applied() {
-    let d = tempfile::tempdir().unwrap();
-    let t = target(d.path(), &[1u8; 8192]);
-    let jp = d.path().join("j");
-    let id = ident_of(&t);
+    let (d, t, jp, id) = fixture(&[1u8; 8192]);
     let mut j = Journal::create(&jp, id, None).unwrap();
     j.save(&t, 0, 100).unwrap();
     t.write_all_at(&[2u8; 100], 0).unwrap();
@@ -60,10 +64,7 @@ fn a_torn_last_entry_is_ignored_and_an_earlier_one_applied() {
 
 #[test]
 fn a_journal_held_by_a_live_receive_or_for_another_file_is_refused() {
-    let d = tempfile::tempdir().unwrap();
-    let t = target(d.path(), &[1u8; 4096]);
-    let jp = d.path().join("j");
-    let id = ident_of(&t);
+    let (_d, t, jp, id) = fixture(&[1u8; 4096]);
     let j = Journal::create(&jp, id, None).unwrap();
     let e = recover(&jp, &t, &id, Path::new("t")).unwrap_err().to_string();
     assert!(e.contains("another receive"), "{e}");
@@ -96,9 +97,8 @@ fn holes_are_journaled_without_data_and_come_back_as_zeros() {
 
 #[test]
 fn unsaved_subtracts_saved_ranges() {
-    let d = tempfile::tempdir().unwrap();
-    let t = target(d.path(), &[0u8; 10]);
-    let mut j = Journal::create(&d.path().join("j"), Ident { len: 1000, ..ident_of(&t) }, None).unwrap();
+    let (_d, _t, jp, id) = fixture(&[0u8; 10]);
+    let mut j = Journal::create(&jp, Ident { len: 1000, ..id }, None).unwrap();
     j.mark_saved(10, 20);
     j.mark_saved(30, 40);
     assert_eq!(j.unsaved(0, 50), vec![(0, 10), (20, 30), (40, 50)]);
@@ -111,10 +111,7 @@ fn unsaved_subtracts_saved_ranges() {
 
 #[test]
 fn a_journal_cut_before_its_header_was_durable_changes_nothing() {
-    let d = tempfile::tempdir().unwrap();
-    let t = target(d.path(), &[1u8; 4096]);
-    let id = ident_of(&t);
-    let jp = d.path().join("j");
+    let (d, t, jp, id) = fixture(&[1u8; 4096]);
     for cut in [0u64, 30, 70] {
         drop(Journal::create(&jp, id, Some(b"{\"state\":1}")).unwrap());
         OpenOptions::new().write(true).open(&jp).unwrap().set_len(cut).unwrap();

@@ -8,10 +8,14 @@
 
 mod beside;
 mod block;
+mod error;
 mod file;
 mod journal;
 mod pending;
+mod playback;
 pub mod state;
+mod target;
+mod undo;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -19,6 +23,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 pub use block::BlockSink;
+pub use error::RecvError;
 pub use state::{default_state_file, read_state, Fingerprint, State, SIDECAR_SUFFIX, XATTR};
 
 use crate::error::{Error, Result};
@@ -48,18 +53,15 @@ pub struct Options {
 /// one (LINBIT), `--size`, else the existing target's length (`existing`), else a refusal.
 pub(crate) fn volume_size(start: &Start, opts: &Options, target: &Path, existing: Option<u64>) -> Result<u64> {
     match (start.volume_size(), opts.size, existing) {
-        (Some(v), Some(s), _) if s != v => Err(Error::Other(format!(
-            "{}: --size {s} differs from the stream's volume size {v} bytes",
-            target.display()
-        ))),
+        (Some(v), Some(s), _) if s != v => {
+            Err(RecvError::SizeMismatch { target: target.to_path_buf(), given: s, stream: v }.into())
+        }
         (Some(v), _, _) => Ok(v),
         (None, Some(s), _) => Ok(s),
         (None, None, Some(len)) => Ok(len),
-        (None, None, None) => Err(Error::Other(format!(
-            "{}: this {} stream does not carry the volume size: give --size BYTES to create the target",
-            target.display(),
-            start.format.name()
-        ))),
+        (None, None, None) => {
+            Err(RecvError::SizeUnknown { target: target.to_path_buf(), format: start.format.name() }.into())
+        }
     }
 }
 
@@ -67,10 +69,7 @@ pub(crate) fn volume_size(start: &Start, opts: &Options, target: &Path, existing
 pub(crate) fn check_range(target: &Path, offset: u64, len: u64, limit: u64) -> Result<()> {
     match offset.checked_add(len) {
         Some(e) if e <= limit => Ok(()),
-        _ => Err(Error::Other(format!(
-            "{}: range [{offset}, +{len}) is past the end of the volume ({limit} bytes)",
-            target.display()
-        ))),
+        _ => Err(RecvError::PastEnd { target: target.to_path_buf(), offset, len, limit }.into()),
     }
 }
 
@@ -115,7 +114,7 @@ fn apply(sink: &mut dyn Apply, input: RawFd, opts: &Options, to: &Path) -> Resul
             sink.progress().abandon();
             let what = sink.target_error().unwrap_or_else(|| e.to_string());
             let note = sink.abort();
-            Err(Error::Other(format!("{what}; {note}")))
+            Err(RecvError::Failed { what, note }.into())
         }
     }
 }
@@ -141,7 +140,7 @@ pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
             let mut sink = BlockSink::open_journaled(to, opts)?;
             apply(&mut sink, input, opts, to)
         }
-        Some(m) if !m.is_file() => Err(Error::Other(format!("{}: not a regular file or block device", to.display()))),
+        Some(m) if !m.is_file() => Err(RecvError::NotATarget { target: to.clone() }.into()),
         _ => {
             let mut sink = FileSink::open(to, opts, meta.is_some())?;
             apply(&mut sink, input, opts, to)

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::RecvError;
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::stream::native::{Header, Identity};
@@ -106,16 +107,11 @@ pub(crate) fn state_for(start: &Start, complete: bool) -> State {
 }
 
 pub(crate) fn to_json(state: &State) -> Result<Vec<u8>> {
-    serde_json::to_vec(state).map_err(|e| Error::Other(format!("cannot encode the receive state: {e}")))
+    serde_json::to_vec(state).map_err(|e| RecvError::StateEncode(e).into())
 }
 
 fn parse(where_: &Path, b: &[u8]) -> Result<State> {
-    serde_json::from_slice(b).map_err(|e| {
-        Error::Other(format!(
-            "{}: unreadable thinsend state ({e}); receive a full stream or use --force",
-            where_.display()
-        ))
-    })
+    serde_json::from_slice(b).map_err(|source| RecvError::StateUnreadable { at: where_.to_path_buf(), source }.into())
 }
 
 /// The state recorded for a target path: a file's xattr (or sidecar), a block device's state file.
@@ -156,13 +152,13 @@ pub(crate) fn read_plain(p: &Path) -> Result<Option<Vec<u8>>> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(Error::Other(format!("{}: is a symbolic link, not a thinsend state file", p.display())))
+            return Err(RecvError::StateSymlink { at: p.to_path_buf() }.into())
         }
         Err(e) => return Err(Error::io(p, e)),
     };
     let m = f.metadata().map_err(|e| Error::io(p, e))?;
     if !m.is_file() || m.len() > 1 << 20 {
-        return Err(Error::Other(format!("{}: not a thinsend state file (not a small regular file)", p.display())));
+        return Err(RecvError::StateNotAFile { at: p.to_path_buf() }.into());
     }
     let mut b = Vec::new();
     f.read_to_end(&mut b).map_err(|e| Error::io(p, e))?;
@@ -233,10 +229,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     if let Ok(m) = std::fs::symlink_metadata(path) {
         if m.is_dir() {
-            return Err(Error::Other(format!(
-                "{}: is a directory, cannot record the receive state there",
-                path.display()
-            )));
+            return Err(RecvError::StateIsDirectory { at: path.to_path_buf() }.into());
         }
     }
     let tmp = dir.join(format!(".{}.thinsend-{}.state.tmp", tag(path), std::process::id()));
@@ -269,14 +262,8 @@ pub(crate) fn check_base(target: &Path, header: &Header, state: Option<&State>) 
     let Some(base) = &header.base else {
         return Ok(());
     };
-    let refuse = |why: String| {
-        Err(Error::Other(format!(
-            "{}: refusing an incremental stream: {why}; the stream applies to {}. Receive a full \
-             stream first, or use --force if you know the target equals that base",
-            target.display(),
-            base.describe()
-        )))
-    };
+    let refuse =
+        |why: String| Err(RecvError::WrongBase { target: target.to_path_buf(), why, base: base.describe() }.into());
     match state {
         None => refuse("the target records no received snapshot".into()),
         Some(s) if !s.complete => refuse("the target is marked incomplete (an earlier receive failed)".into()),

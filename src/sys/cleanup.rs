@@ -3,11 +3,16 @@
 //! them through RAII guards (which also run on panic); a signal thread undoes whatever is still
 //! registered on SIGINT, SIGTERM or SIGHUP and then exits with 128+signal. SIGPIPE is left ignored
 //! (Rust's default), so a vanished reader is an EPIPE error on the normal path.
+//!
+//! A target written in place under an undo journal is rolled back by a signal [`Hook`] before the
+//! process exits. The main thread changes such a target only while holding [`writing`]; the signal
+//! thread takes that lock first and never releases it, so no write lands after (or during) the
+//! rollback.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, MutexGuard, Once};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -28,7 +33,11 @@ pub enum Action {
     },
 }
 
+type Undo = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
 static REGISTRY: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
+static HOOKS: Mutex<Vec<(u64, Undo)>> = Mutex::new(Vec::new());
+static WRITES: Mutex<()> = Mutex::new(());
 static NEXT: AtomicU64 = AtomicU64::new(1);
 static SIGNALS: Once = Once::new();
 
@@ -93,6 +102,58 @@ impl Drop for Guard {
     }
 }
 
+/// Held by the main thread around every change to a target a [`Hook`] would restore (and never
+/// across a wait for input): a signal then waits for the change to end, and no change starts after.
+pub fn writing() -> MutexGuard<'static, ()> {
+    WRITES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `undo` if a signal ends the process while this is alive; dropping it forgets `undo`.
+pub struct Hook {
+    id: u64,
+}
+
+impl Hook {
+    pub fn new(undo: impl FnOnce() -> Result<(), String> + Send + 'static) -> Hook {
+        install_signal_thread();
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        HOOKS.lock().unwrap_or_else(|e| e.into_inner()).push((id, Box::new(undo)));
+        Hook { id }
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        HOOKS.lock().unwrap_or_else(|e| e.into_inner()).retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// What the signal thread does before exiting: waits for a target change in progress to end, runs
+/// the hooks (newest first), then the registered actions. Every lock stays held: the process ends.
+fn undo_all(sig: i32) {
+    std::mem::forget(writing());
+    let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    for (_, undo) in hooks.drain(..).rev() {
+        if let Err(e) = undo() {
+            eprintln!("thinsend-native: rollback after signal {sig} failed: {e}");
+        }
+    }
+    std::mem::forget(hooks);
+    let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    for (_, a) in r.drain(..).rev() {
+        // If this process still holds the LV open (a transfer in progress), undo once the process
+        // is gone, from a helper in its own process group.
+        let deferrable = matches!(a, Action::RemoveLv { .. } | Action::DeactivateLv { .. });
+        if let Err(e) = a.run() {
+            if deferrable && defer(&a).is_ok() {
+                continue;
+            }
+            eprintln!("thinsend-native: cleanup after signal {sig} failed: {e}");
+        }
+    }
+    std::mem::forget(r);
+}
+
 fn install_signal_thread() {
     SIGNALS.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -101,20 +162,7 @@ fn install_signal_thread() {
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                // Hold the lock while undoing so no guard on the main thread races us, and never
-                // release it: the process ends here.
-                let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-                for (_, a) in r.drain(..).rev() {
-                    // If this process still holds the LV open (a transfer in progress), undo once the
-                    // process is gone, from a helper in its own process group.
-                    let deferrable = matches!(a, Action::RemoveLv { .. } | Action::DeactivateLv { .. });
-                    if let Err(e) = a.run() {
-                        if deferrable && defer(&a).is_ok() {
-                            continue;
-                        }
-                        eprintln!("thinsend-native: cleanup after signal {sig} failed: {e}");
-                    }
-                }
+                undo_all(sig);
                 eprintln!("thinsend-native: interrupted by signal {sig}; cleaned up");
                 std::process::exit(128 + sig);
             }

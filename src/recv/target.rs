@@ -1,0 +1,73 @@
+//! What a receive target does for each record; the [`Sink`] around it is the same for every target.
+//! Each change is made under [`writing`], so a signal's rollback never overlaps one. A journaled
+//! target takes no spliced DATA: a splice waits for input while writing, under that lock.
+
+use std::os::fd::RawFd;
+
+use super::track;
+use crate::cleanup::writing;
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::stream::{Sink, Start, Summary};
+
+/// The fields every target keeps for its sink.
+pub struct Slots<'a> {
+    pub progress: &'a mut Progress,
+    /// The last error the target itself raised.
+    pub error: &'a mut Option<String>,
+    pub start: &'a mut Option<Start>,
+}
+
+pub trait Target {
+    fn slots(&mut self) -> Slots<'_>;
+    /// Under an undo journal (then DATA is never spliced).
+    fn journaled(&self) -> bool;
+    fn begin_stream(&mut self, start: &Start) -> Result<()>;
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()>;
+    /// Prepares `[offset, offset+len)` for spliced DATA; returns the descriptor to splice into.
+    fn splice_into(&mut self, offset: u64, len: u64) -> Result<RawFd>;
+    fn zero(&mut self, offset: u64, len: u64) -> Result<()>;
+    fn complete(&mut self) -> Result<()>;
+}
+
+impl<T: Target> Sink for T {
+    fn start(&mut self, start: &Start) -> Result<()> {
+        let _w = writing();
+        let r = self.begin_stream(start);
+        let s = self.slots();
+        *s.start = Some(start.clone());
+        track(s.error, r)
+    }
+
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let _w = writing();
+        let r = self.put(offset, bytes);
+        let s = self.slots();
+        s.progress.add(bytes.len() as u64);
+        track(s.error, r)
+    }
+
+    fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
+        if self.journaled() {
+            return Ok(None);
+        }
+        let r = self.splice_into(offset, len).map(Some);
+        track(self.slots().error, r)
+    }
+
+    fn spliced(&mut self, _offset: u64, len: u64) {
+        self.slots().progress.add(len);
+    }
+
+    fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
+        let _w = writing();
+        let r = self.zero(offset, len);
+        track(self.slots().error, r)
+    }
+
+    fn finish(&mut self, _summary: &Summary) -> Result<()> {
+        let _w = writing();
+        let r = self.complete();
+        track(self.slots().error, r)
+    }
+}
