@@ -14,6 +14,7 @@ pub mod error;
 pub mod inspect;
 pub mod io;
 pub mod lvm;
+pub mod ondisk;
 pub mod pool;
 pub mod progress;
 pub mod recv;

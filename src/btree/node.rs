@@ -19,32 +19,8 @@ pub const fn max_entries(value_size: usize) -> usize {
     3 * (n / 3)
 }
 
-/// A value stored in btree leaves, with its on-disk size.
-pub trait Value: Sized {
-    const SIZE: usize;
-    fn unpack(b: &[u8]) -> Self;
-    fn pack(&self, b: &mut [u8]);
-}
-
-impl Value for u64 {
-    const SIZE: usize = 8;
-    fn unpack(b: &[u8]) -> Self {
-        LE::read_u64(b)
-    }
-    fn pack(&self, b: &mut [u8]) {
-        LE::write_u64(b, *self)
-    }
-}
-
-impl Value for u32 {
-    const SIZE: usize = 4;
-    fn unpack(b: &[u8]) -> Self {
-        LE::read_u32(b)
-    }
-    fn pack(&self, b: &mut [u8]) {
-        LE::write_u32(b, *self)
-    }
-}
+/// A value stored in btree leaves, with its on-disk size: any [`OnDisk`] type.
+pub use crate::ondisk::OnDisk as Value;
 
 /// A validated node. Keys and values are read straight from the block bytes.
 pub struct Node<'a> {
