@@ -12,6 +12,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::checksum::{self, BlockKind};
 use crate::error::{Error, Fault, Result};
+use crate::ondisk::OnDisk;
 
 pub const BLOCK_SIZE: usize = 4096;
 
@@ -143,7 +144,7 @@ impl MetadataDev {
         if stored != computed {
             return Err(self.fault(b, Fault::Checksum { kind: kind.name(), stored, computed }));
         }
-        let found = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
+        let found = u64::unpack(&data[8..]);
         if found != b {
             return Err(self.fault(b, Fault::BlockNumber { kind: kind.name(), found, expected: b }));
         }

@@ -1,6 +1,8 @@
 //! Block checksums: crc32c over bytes [4, 4096) with a per-block-kind xor seed, stored at offset 0.
 //! The kernel computes `crc32c(~0, ..) ^ seed` without the final inversion a standard CRC-32C has.
 
+use crate::ondisk::OnDisk;
+
 /// The kinds of metadata block a thin pool has, each with its own checksum seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
@@ -36,13 +38,13 @@ pub fn compute(block: &[u8], kind: BlockKind) -> u32 {
 }
 
 pub fn stored(block: &[u8]) -> u32 {
-    u32::from_le_bytes([block[0], block[1], block[2], block[3]])
+    u32::unpack(block)
 }
 
 /// Writes the checksum of `kind` into the first four bytes.
 pub fn stamp(block: &mut [u8], kind: BlockKind) {
     let c = compute(block, kind);
-    block[..4].copy_from_slice(&c.to_le_bytes());
+    c.pack(block);
 }
 
 /// The kind whose seed matches the stored checksum, if any (used by `inspect`-style tools).

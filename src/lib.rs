@@ -12,6 +12,7 @@ pub mod compat;
 pub mod error;
 pub mod inspect;
 pub mod lvm;
+pub mod ondisk;
 pub mod pool;
 pub mod recv;
 pub mod send;

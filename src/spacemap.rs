@@ -2,15 +2,16 @@
 //! block (2 bits per block, kernel bit order), the index entry, the metadata space map's index block
 //! and the overflow ref-count tree's value. Counts of 3 or more live in the ref-count btree.
 
-use byteorder::{ByteOrder, LittleEndian as LE};
-
 use crate::block::BLOCK_SIZE;
 use crate::btree::node::Value;
 use crate::checksum::{self, BlockKind};
 use crate::error::Fault;
+use crate::ondisk::on_disk;
 
 /// Bytes before a bitmap's payload: `csum u32, not_used u32, blocknr u64`.
 pub const BITMAP_HEADER_SIZE: usize = 16;
+/// Where bitmap and index blocks keep their own block number (after `csum u32, padding u32`).
+const BLOCKNR_OFFSET: usize = 8;
 /// Entries (blocks) described by one bitmap block: (4096 - 16) * 4.
 pub const ENTRIES_PER_BITMAP: u64 = ((BLOCK_SIZE - BITMAP_HEADER_SIZE) * 4) as u64;
 /// Index entries in the metadata space map's index block.
@@ -56,21 +57,7 @@ impl IndexEntry {
     }
 }
 
-impl Value for IndexEntry {
-    const SIZE: usize = INDEX_ENTRY_SIZE;
-    fn unpack(b: &[u8]) -> Self {
-        IndexEntry {
-            blocknr: LE::read_u64(&b[0..]),
-            nr_free: LE::read_u32(&b[8..]),
-            none_free_before: LE::read_u32(&b[12..]),
-        }
-    }
-    fn pack(&self, b: &mut [u8]) {
-        LE::write_u64(&mut b[0..], self.blocknr);
-        LE::write_u32(&mut b[8..], self.nr_free);
-        LE::write_u32(&mut b[12..], self.none_free_before);
-    }
-}
+on_disk!(IndexEntry, INDEX_ENTRY_SIZE, { blocknr @ 0, nr_free @ 8, none_free_before @ 12 });
 
 //------------------------------------------------------------------------------------------------
 
@@ -103,7 +90,7 @@ pub fn unpack_bitmap(block: &[u8]) -> Vec<u8> {
 pub fn pack_bitmap(blocknr: u64, entries: &[u8]) -> Vec<u8> {
     assert!(entries.len() as u64 <= ENTRIES_PER_BITMAP);
     let mut b = vec![0u8; BLOCK_SIZE];
-    LE::write_u64(&mut b[8..], blocknr);
+    blocknr.pack(&mut b[BLOCKNR_OFFSET..]);
     for (i, &e) in entries.iter().enumerate() {
         if e != 0 {
             bitmap_set(&mut b, i, e.min(OVERFLOW));
@@ -140,7 +127,7 @@ impl MetadataIndex {
                 IndexEntry::unpack(&b[off..off + INDEX_ENTRY_SIZE])
             })
             .collect();
-        Ok(MetadataIndex { blocknr: LE::read_u64(&b[8..]), entries })
+        Ok(MetadataIndex { blocknr: u64::unpack(&b[BLOCKNR_OFFSET..]), entries })
     }
 
     /// The unused entries past `nr_bitmaps` that are not zero (they should all be).
@@ -157,7 +144,7 @@ impl MetadataIndex {
     pub fn pack(&self) -> Vec<u8> {
         assert!(self.entries.len() <= MAX_METADATA_BITMAPS);
         let mut b = vec![0u8; BLOCK_SIZE];
-        LE::write_u64(&mut b[8..], self.blocknr);
+        self.blocknr.pack(&mut b[BLOCKNR_OFFSET..]);
         for (i, e) in self.entries.iter().enumerate() {
             let off = Self::ENTRIES_OFFSET + i * INDEX_ENTRY_SIZE;
             e.pack(&mut b[off..off + INDEX_ENTRY_SIZE]);
@@ -192,7 +179,7 @@ mod tests {
         let b = pack_bitmap(7, &entries);
         assert_eq!(checksum::detect(&b), Some(BlockKind::Bitmap));
         assert_eq!(unpack_bitmap(&b), entries);
-        assert_eq!(LE::read_u64(&b[8..]), 7);
+        assert_eq!(u64::unpack(&b[BLOCKNR_OFFSET..]), 7);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The thin-pool superblock (block 0) and its metadata-snapshot copy (at `held_root`): layout,
 //! validation, and packing (for tools/mkmeta).
 
-use byteorder::{ByteOrder, LittleEndian as LE};
-
 use crate::block::{MetadataDev, BLOCK_SIZE};
 use crate::checksum::{self, BlockKind};
 use crate::error::{Fault, Result};
+use crate::ondisk::{on_disk, OnDisk};
 
 pub const MAGIC: u64 = 27022010;
+/// Where the magic sits (between the uuid and the version; not a field of [`Superblock`]).
+const MAGIC_OFFSET: usize = 32;
 pub const NEEDS_CHECK: u32 = 1;
 pub const SUPERBLOCK_LOCATION: u64 = 0;
 /// Metadata block size in 512-byte sectors.
@@ -22,23 +23,7 @@ pub struct SmRoot {
     pub ref_count_root: u64,
 }
 
-impl SmRoot {
-    fn unpack(b: &[u8]) -> Self {
-        SmRoot {
-            nr_blocks: LE::read_u64(&b[0..]),
-            nr_allocated: LE::read_u64(&b[8..]),
-            bitmap_root: LE::read_u64(&b[16..]),
-            ref_count_root: LE::read_u64(&b[24..]),
-        }
-    }
-
-    fn pack(&self, b: &mut [u8]) {
-        LE::write_u64(&mut b[0..], self.nr_blocks);
-        LE::write_u64(&mut b[8..], self.nr_allocated);
-        LE::write_u64(&mut b[16..], self.bitmap_root);
-        LE::write_u64(&mut b[24..], self.ref_count_root);
-    }
-}
+on_disk!(SmRoot, 32, { nr_blocks @ 0, nr_allocated @ 8, bitmap_root @ 16, ref_count_root @ 24 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
@@ -62,6 +47,28 @@ pub struct Superblock {
     pub incompat_flags: u32,
 }
 
+// `thin_disk_superblock`: the checksum (bytes 0..4) is the checksum module's, the magic is checked
+// and written apart, and each space-map root fills the first 32 bytes of a 128-byte field.
+on_disk!(Superblock, 364, {
+    flags @ 4,
+    blocknr @ 8,
+    uuid @ 16,
+    version @ 40,
+    time @ 44,
+    trans_id @ 48,
+    held_root @ 56,
+    data_sm @ 64,
+    metadata_sm @ 192,
+    data_mapping_root @ 320,
+    device_details_root @ 328,
+    data_block_size @ 336,
+    metadata_block_size @ 340,
+    metadata_nr_blocks @ 344,
+    compat_flags @ 352,
+    compat_ro_flags @ 356,
+    incompat_flags @ 360,
+});
+
 impl Superblock {
     pub fn needs_check(&self) -> bool {
         self.flags & NEEDS_CHECK != 0
@@ -74,31 +81,11 @@ impl Superblock {
 
     /// Decodes a superblock whose checksum and location were already verified.
     pub fn unpack(b: &[u8]) -> Result<Self, Fault> {
-        let magic = LE::read_u64(&b[32..]);
+        let magic = u64::unpack(&b[MAGIC_OFFSET..]);
         if magic != MAGIC {
             return Err(Fault::Magic(magic));
         }
-        let mut uuid = [0u8; 16];
-        uuid.copy_from_slice(&b[16..32]);
-        let sb = Superblock {
-            flags: LE::read_u32(&b[4..]),
-            blocknr: LE::read_u64(&b[8..]),
-            uuid,
-            version: LE::read_u32(&b[40..]),
-            time: LE::read_u32(&b[44..]),
-            trans_id: LE::read_u64(&b[48..]),
-            held_root: LE::read_u64(&b[56..]),
-            data_sm: SmRoot::unpack(&b[64..]),
-            metadata_sm: SmRoot::unpack(&b[192..]),
-            data_mapping_root: LE::read_u64(&b[320..]),
-            device_details_root: LE::read_u64(&b[328..]),
-            data_block_size: LE::read_u32(&b[336..]),
-            metadata_block_size: LE::read_u32(&b[340..]),
-            metadata_nr_blocks: LE::read_u64(&b[344..]),
-            compat_flags: LE::read_u32(&b[352..]),
-            compat_ro_flags: LE::read_u32(&b[356..]),
-            incompat_flags: LE::read_u32(&b[360..]),
-        };
+        let sb = <Superblock as OnDisk>::unpack(b);
         if !(1..=2).contains(&sb.version) {
             return Err(Fault::Version(sb.version));
         }
@@ -118,24 +105,8 @@ impl Superblock {
     /// A complete 4 KiB block with checksum.
     pub fn pack(&self) -> Vec<u8> {
         let mut b = vec![0u8; BLOCK_SIZE];
-        LE::write_u32(&mut b[4..], self.flags);
-        LE::write_u64(&mut b[8..], self.blocknr);
-        b[16..32].copy_from_slice(&self.uuid);
-        LE::write_u64(&mut b[32..], MAGIC);
-        LE::write_u32(&mut b[40..], self.version);
-        LE::write_u32(&mut b[44..], self.time);
-        LE::write_u64(&mut b[48..], self.trans_id);
-        LE::write_u64(&mut b[56..], self.held_root);
-        self.data_sm.pack(&mut b[64..]);
-        self.metadata_sm.pack(&mut b[192..]);
-        LE::write_u64(&mut b[320..], self.data_mapping_root);
-        LE::write_u64(&mut b[328..], self.device_details_root);
-        LE::write_u32(&mut b[336..], self.data_block_size);
-        LE::write_u32(&mut b[340..], self.metadata_block_size);
-        LE::write_u64(&mut b[344..], self.metadata_nr_blocks);
-        LE::write_u32(&mut b[352..], self.compat_flags);
-        LE::write_u32(&mut b[356..], self.compat_ro_flags);
-        LE::write_u32(&mut b[360..], self.incompat_flags);
+        OnDisk::pack(self, &mut b);
+        MAGIC.pack(&mut b[MAGIC_OFFSET..]);
         checksum::stamp(&mut b, BlockKind::Superblock);
         b
     }
@@ -144,7 +115,7 @@ impl Superblock {
 /// Reads and validates the superblock at `location` (0, or a held root).
 pub fn read_at(dev: &MetadataDev, location: u64) -> Result<Superblock> {
     // The magic first: a file that isn't thin metadata at all is better told so than given a checksum.
-    let magic = LE::read_u64(&dev.raw(location)?[32..]);
+    let magic = u64::unpack(&dev.raw(location)?[MAGIC_OFFSET..]);
     if magic != MAGIC {
         return Err(dev.fault(location, Fault::Magic(magic)));
     }

@@ -10,6 +10,7 @@
 use crate::block::MetadataDev;
 use crate::btree::node::{decode, fill_fault, read_node, Node};
 use crate::error::{Fault, Result};
+use crate::ondisk::OnDisk;
 
 /// No dm-thin tree can be deeper: 2^64 keys with at least 84 entries per non-root node need 11 levels.
 pub const MAX_DEPTH: usize = 16;
@@ -219,7 +220,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn value_u64(&self) -> u64 {
-        u64::from_le_bytes(self.value_bytes()[..8].try_into().expect("8-byte value"))
+        u64::unpack(self.value_bytes())
     }
 
     /// Passes over the front subtree or entry.

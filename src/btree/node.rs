@@ -3,11 +3,10 @@
 
 use std::borrow::Cow;
 
-use byteorder::{ByteOrder, LittleEndian as LE};
-
 use crate::block::{MetadataDev, BLOCK_SIZE};
 use crate::checksum::{self, BlockKind};
 use crate::error::{Fault, Result};
+use crate::ondisk::on_disk;
 
 pub const HEADER_SIZE: usize = 32;
 pub const INTERNAL_NODE: u32 = 1;
@@ -19,32 +18,18 @@ pub const fn max_entries(value_size: usize) -> usize {
     3 * (n / 3)
 }
 
-/// A value stored in btree leaves, with its on-disk size.
-pub trait Value: Sized {
-    const SIZE: usize;
-    fn unpack(b: &[u8]) -> Self;
-    fn pack(&self, b: &mut [u8]);
+/// `node_header`: bytes 0..4 are the checksum (the checksum module's); 28..32 are padding.
+struct NodeHeader {
+    flags: u32,
+    blocknr: u64,
+    nr_entries: u32,
+    max_entries: u32,
+    value_size: u32,
 }
+on_disk!(NodeHeader, HEADER_SIZE, { flags @ 4, blocknr @ 8, nr_entries @ 16, max_entries @ 20, value_size @ 24 });
 
-impl Value for u64 {
-    const SIZE: usize = 8;
-    fn unpack(b: &[u8]) -> Self {
-        LE::read_u64(b)
-    }
-    fn pack(&self, b: &mut [u8]) {
-        LE::write_u64(b, *self)
-    }
-}
-
-impl Value for u32 {
-    const SIZE: usize = 4;
-    fn unpack(b: &[u8]) -> Self {
-        LE::read_u32(b)
-    }
-    fn pack(&self, b: &mut [u8]) {
-        LE::write_u32(b, *self)
-    }
-}
+/// A value stored in btree leaves, with its on-disk size: any [`OnDisk`] type.
+pub use crate::ondisk::OnDisk as Value;
 
 /// A validated node. Keys and values are read straight from the block bytes.
 pub struct Node<'a> {
@@ -71,7 +56,7 @@ impl<'a> Node<'a> {
     }
 
     pub fn key(&self, i: usize) -> u64 {
-        LE::read_u64(&self.data[HEADER_SIZE + 8 * i..])
+        u64::unpack(&self.data[HEADER_SIZE + 8 * i..])
     }
 
     pub fn value_bytes(&self, i: usize) -> &[u8] {
@@ -85,7 +70,7 @@ impl<'a> Node<'a> {
 
     /// Child block of an internal node.
     pub fn child(&self, i: usize) -> u64 {
-        LE::read_u64(self.value_bytes(i))
+        u64::unpack(self.value_bytes(i))
     }
 
     pub fn first_key(&self) -> Option<u64> {
@@ -146,10 +131,7 @@ pub fn fill_rule(is_leaf: bool, nr: usize, max: usize, is_root: bool) -> Option<
 }
 
 fn check_header(d: &[u8], leaf_value_size: usize) -> Result<(bool, usize, usize, usize), Fault> {
-    let flags = LE::read_u32(&d[4..]);
-    let nr = LE::read_u32(&d[16..]);
-    let max = LE::read_u32(&d[20..]);
-    let vs = LE::read_u32(&d[24..]);
+    let NodeHeader { flags, nr_entries: nr, max_entries: max, value_size: vs, .. } = NodeHeader::unpack(d);
     let is_leaf = match flags {
         LEAF_NODE => true,
         INTERNAL_NODE => false,
@@ -177,13 +159,16 @@ pub fn pack_node(block: u64, is_leaf: bool, value_size: usize, keys: &[u64], val
     assert!(keys.len() <= max, "node overfull");
     assert_eq!(values.len(), keys.len() * value_size);
     let mut b = vec![0u8; BLOCK_SIZE];
-    LE::write_u32(&mut b[4..], if is_leaf { LEAF_NODE } else { INTERNAL_NODE });
-    LE::write_u64(&mut b[8..], block);
-    LE::write_u32(&mut b[16..], keys.len() as u32);
-    LE::write_u32(&mut b[20..], max as u32);
-    LE::write_u32(&mut b[24..], value_size as u32);
+    NodeHeader {
+        flags: if is_leaf { LEAF_NODE } else { INTERNAL_NODE },
+        blocknr: block,
+        nr_entries: keys.len() as u32,
+        max_entries: max as u32,
+        value_size: value_size as u32,
+    }
+    .pack(&mut b);
     for (i, k) in keys.iter().enumerate() {
-        LE::write_u64(&mut b[HEADER_SIZE + 8 * i..], *k);
+        k.pack(&mut b[HEADER_SIZE + 8 * i..]);
     }
     let base = HEADER_SIZE + 8 * max;
     b[base..base + values.len()].copy_from_slice(values);

@@ -128,26 +128,57 @@ impl Out<'_> {
         self.s("\":")?;
         self.n(v)
     }
+    /// Each of `list` as an XML attribute, or as a JSON field (the first without a comma if `first`).
+    fn all(&mut self, xml: bool, first: bool, list: &[(&str, u64)]) -> std::io::Result<()> {
+        for (i, &(name, v)) in list.iter().enumerate() {
+            if xml {
+                self.attr(name, v)?;
+            } else {
+                self.field(first && i == 0, name, v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Named integer fields, written as XML attributes or JSON fields.
+type Fields<const N: usize> = [(&'static str, u64); N];
+
+/// The superblock's fields as both formats give them, split where JSON adds `needs_check`.
+fn superblock_fields(pool: &Pool) -> (Fields<3>, Fields<3>) {
+    let sb = pool.superblock();
+    let nr_data_blocks = pool.nr_data_blocks();
+    (
+        [("time", sb.time.into()), ("transaction", sb.trans_id), ("flags", sb.flags.into())],
+        [
+            ("version", sb.version.into()),
+            ("data_block_size", sb.data_block_size.into()),
+            ("nr_data_blocks", nr_data_blocks),
+        ],
+    )
+}
+
+/// A device's fields, the same in both formats.
+fn device_fields(d: &Device) -> Fields<5> {
+    let det = &d.details;
+    [
+        ("dev_id", d.id),
+        ("mapped_blocks", det.mapped_blocks),
+        ("transaction", det.transaction_id),
+        ("creation_time", det.creation_time.into()),
+        ("snap_time", det.snapshotted_time.into()),
+    ]
 }
 
 fn xml(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), DumpError> {
-    let sb = pool.superblock();
+    let (head, tail) = superblock_fields(pool);
     w.s("<superblock uuid=\"\"")?;
-    w.attr("time", sb.time)?;
-    w.attr("transaction", sb.trans_id)?;
-    w.attr("flags", sb.flags)?;
-    w.attr("version", sb.version)?;
-    w.attr("data_block_size", sb.data_block_size)?;
-    w.attr("nr_data_blocks", pool.nr_data_blocks())?;
+    w.all(true, true, &head)?;
+    w.all(true, true, &tail)?;
     w.s(">\n")?;
     for d in devices {
-        let det = &d.details;
         w.s("  <device")?;
-        w.attr("dev_id", d.id)?;
-        w.attr("mapped_blocks", det.mapped_blocks)?;
-        w.attr("transaction", det.transaction_id)?;
-        w.attr("creation_time", det.creation_time)?;
-        w.attr("snap_time", det.snapshotted_time)?;
+        w.all(true, true, &device_fields(d))?;
         w.s(">\n")?;
         if !skip {
             for r in runs(pool, d) {
@@ -173,26 +204,17 @@ fn xml(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), 
 }
 
 fn json(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), DumpError> {
-    let sb = pool.superblock();
+    let (head, tail) = superblock_fields(pool);
     w.s("{\"superblock\":{")?;
-    w.field(true, "time", sb.time)?;
-    w.field(false, "transaction", sb.trans_id)?;
-    w.field(false, "flags", sb.flags)?;
-    w.s(&format!(",\"needs_check\":{}", sb.needs_check()))?;
-    w.field(false, "version", sb.version)?;
-    w.field(false, "data_block_size", sb.data_block_size)?;
-    w.field(false, "nr_data_blocks", pool.nr_data_blocks())?;
+    w.all(false, true, &head)?;
+    w.s(&format!(",\"needs_check\":{}", pool.superblock().needs_check()))?;
+    w.all(false, false, &tail)?;
     w.field(false, "held_root", pool.sb.live.held_root)?;
     w.s(&format!(",\"metadata_snapshot\":{}", pool.sb.snapshot))?;
     w.s("},\"devices\":[")?;
     for (i, d) in devices.iter().enumerate() {
-        let det = &d.details;
         w.s(if i == 0 { "\n{" } else { ",\n{" })?;
-        w.field(true, "dev_id", d.id)?;
-        w.field(false, "mapped_blocks", det.mapped_blocks)?;
-        w.field(false, "transaction", det.transaction_id)?;
-        w.field(false, "creation_time", det.creation_time)?;
-        w.field(false, "snap_time", det.snapshotted_time)?;
+        w.all(false, true, &device_fields(d))?;
         if !skip {
             w.s(",\"mappings\":[")?;
             for (j, r) in runs(pool, d).enumerate() {

@@ -2,6 +2,7 @@
 //! the ref-count tree), checked against themselves, then compared with the references the trees
 //! hold.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use super::{Checker, Kind, Tree};
@@ -12,7 +13,7 @@ use crate::spacemap::{
 };
 use crate::superblock::{SmRoot, SUPERBLOCK_LOCATION};
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     /// Walks the data space map: counts its blocks, returns its per-block counts.
     pub(super) fn data_space_map(&mut self, root: &SmRoot) -> Option<Counts> {
         let n = nr_bitmaps(root.nr_blocks);
@@ -46,16 +47,9 @@ impl Checker<'_> {
             );
             return None;
         }
-        if !self.count_meta(root.bitmap_root, "metadata space map") {
-            return None;
-        }
-        let b = match self.dev.read(root.bitmap_root, BlockKind::Index) {
-            Ok(b) => b,
-            Err(e) => {
-                self.add(Kind::Structure, format!("metadata space map index: {e}"));
-                return None;
-            }
-        };
+        let b = self.space_map_block(root.bitmap_root, "metadata space map", BlockKind::Index, || {
+            "metadata space map index".to_string()
+        })?;
         let index = match MetadataIndex::unpack(&b, n) {
             Ok(i) => i,
             Err(e) => {
@@ -71,6 +65,28 @@ impl Checker<'_> {
             );
         }
         self.space_map_counts("metadata", root, &index.entries)
+    }
+
+    /// Counts block `b` (named `counted` if it lies past the device) and reads it as `kind`; an
+    /// unreadable block is a structure finding named by `what`. None if either fails.
+    fn space_map_block(
+        &mut self,
+        b: u64,
+        counted: &str,
+        kind: BlockKind,
+        what: impl FnOnce() -> String,
+    ) -> Option<Cow<'a, [u8]>> {
+        if !self.count_meta(b, counted) {
+            return None;
+        }
+        let dev = self.dev;
+        match dev.read(b, kind) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.add(Kind::Structure, format!("{}: {e}", what()));
+                None
+            }
+        }
     }
 
     /// Reads the bitmaps and the ref-count tree of a space map (counting their blocks) into one
@@ -89,15 +105,10 @@ impl Checker<'_> {
 
     /// Bitmap `i` of a space map, described by index entry `e`, into `counts`; false if unreadable.
     fn bitmap(&mut self, which: &str, nr_blocks: u64, i: usize, e: &IndexEntry, counts: &mut Counts) -> bool {
-        if !self.count_meta(e.blocknr, "space map index") {
+        let Some(b) = self.space_map_block(e.blocknr, "space map index", BlockKind::Bitmap, || {
+            format!("{which} space map bitmap {i}")
+        }) else {
             return false;
-        }
-        let b = match self.dev.read(e.blocknr, BlockKind::Bitmap) {
-            Ok(b) => b,
-            Err(e) => {
-                self.add(Kind::Structure, format!("{which} space map bitmap {i}: {e}"));
-                return false;
-            }
         };
         let vals = spacemap::unpack_bitmap(&b);
         let base = i as u64 * ENTRIES_PER_BITMAP;

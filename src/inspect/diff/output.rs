@@ -29,8 +29,9 @@ pub fn write<I>(pool: &Pool, h: &Header, deltas: I, format: Format, verbose: boo
 where
     I: Iterator<Item = Result<Delta>>,
 {
-    let ranges: Box<dyn Iterator<Item = Result<Delta>>> =
+    let mut ranges: Box<dyn Iterator<Item = Result<Delta>>> =
         if verbose { Box::new(deltas) } else { Box::new(coalesce_simple(deltas)) };
+    let ranges = &mut *ranges;
     match format {
         Format::Xml => xml(pool, h, ranges, verbose, out),
         Format::Json => json(pool, h, ranges, verbose, out),
@@ -38,23 +39,25 @@ where
     }
 }
 
-fn xml(
-    pool: &Pool,
-    h: &Header,
-    ranges: impl Iterator<Item = Result<Delta>>,
-    verbose: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
+/// The superblock fields both documents open with, in thin_delta's order.
+fn pool_fields(pool: &Pool) -> [(&'static str, u64); 4] {
     let sb = pool.superblock();
-    write!(
-        out,
-        "<superblock uuid=\"\" time=\"{}\" transaction=\"{}\" data_block_size=\"{}\" nr_data_blocks=\"{}\"",
-        sb.time,
-        sb.trans_id,
-        sb.data_block_size,
-        pool.nr_data_blocks()
-    )
-    .map_err(io)?;
+    [
+        ("time", sb.time.into()),
+        ("transaction", sb.trans_id),
+        ("data_block_size", sb.data_block_size.into()),
+        ("nr_data_blocks", pool.nr_data_blocks()),
+    ]
+}
+
+type Ranges<'a> = &'a mut dyn Iterator<Item = Result<Delta>>;
+
+fn xml(pool: &Pool, h: &Header, ranges: Ranges, verbose: bool, out: &mut dyn Write) -> Result<()> {
+    let sb = pool.superblock();
+    out.write_all(b"<superblock uuid=\"\"").map_err(io)?;
+    for (name, v) in pool_fields(pool) {
+        write!(out, " {name}=\"{v}\"").map_err(io)?;
+    }
     if sb.held_root != 0 {
         write!(out, " metadata_snap=\"{}\"", sb.held_root).map_err(io)?;
     }
@@ -104,25 +107,15 @@ fn xml(
     out.write_all(b"  </diff>\n</superblock>\n").map_err(io)
 }
 
-fn json(
-    pool: &Pool,
-    h: &Header,
-    ranges: impl Iterator<Item = Result<Delta>>,
-    verbose: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let sb = pool.superblock();
+fn json(pool: &Pool, h: &Header, ranges: Ranges, verbose: bool, out: &mut dyn Write) -> Result<()> {
+    out.write_all(b"{\"superblock\":{").map_err(io)?;
+    for (name, v) in pool_fields(pool) {
+        write!(out, "\"{name}\":{v},").map_err(io)?;
+    }
     write!(
         out,
-        "{{\"superblock\":{{\"time\":{},\"transaction\":{},\"data_block_size\":{},\"nr_data_blocks\":{},\"held_root\":{},\"metadata_snapshot\":{}}},\n\"left\":{},\"right\":{},\"ranges\":[",
-        sb.time,
-        sb.trans_id,
-        sb.data_block_size,
-        pool.nr_data_blocks(),
-        pool.sb.live.held_root,
-        pool.sb.snapshot,
-        h.left,
-        h.right
+        "\"held_root\":{},\"metadata_snapshot\":{}}},\n\"left\":{},\"right\":{},\"ranges\":[",
+        pool.sb.live.held_root, pool.sb.snapshot, h.left, h.right
     )
     .map_err(io)?;
     for (i, d) in ranges.enumerate() {
@@ -155,7 +148,7 @@ pub fn finish(format: Format, stats: Option<&Stats>, out: &mut dyn Write) -> Res
     out.write_all(b"}\n").map_err(io)
 }
 
-fn lines(ranges: impl Iterator<Item = Result<Delta>>, verbose: bool, out: &mut dyn Write) -> Result<()> {
+fn lines(ranges: Ranges, verbose: bool, out: &mut dyn Write) -> Result<()> {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     for d in ranges {
         let d = d?;

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::ondisk::{on_disk, OnDisk};
 use crate::stream::Counts;
 
 use super::super::writer::RecordWriter;
@@ -21,41 +22,27 @@ pub struct RecordHeader {
     pub payload_crc: u32,
 }
 
+on_disk!(RecordHeader, 36, { kind @ 0, flags @ 4, seq @ 8, offset @ 16, length @ 24, payload_crc @ 32 });
+
+/// Where the header's own checksum (crc32c of the bytes before it) sits.
+const HEADER_CRC_OFFSET: usize = 36;
+
 impl RecordHeader {
     pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
         let mut b = [0u8; RECORD_HEADER_LEN];
-        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
-        b[4..8].copy_from_slice(&self.flags.to_le_bytes());
-        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
-        b[16..24].copy_from_slice(&self.offset.to_le_bytes());
-        b[24..32].copy_from_slice(&self.length.to_le_bytes());
-        b[32..36].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..36]);
-        b[36..40].copy_from_slice(&crc.to_le_bytes());
+        OnDisk::pack(self, &mut b);
+        crc32c::crc32c(&b[..HEADER_CRC_OFFSET]).pack(&mut b[HEADER_CRC_OFFSET..]);
         b
     }
 
     /// Decodes `b`, or returns `(stored, computed)` header checksums when they differ.
     pub fn decode(b: &[u8; RECORD_HEADER_LEN]) -> std::result::Result<Self, (u32, u32)> {
-        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let u64_at = |o: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[o..o + 8]);
-            u64::from_le_bytes(a)
-        };
-        let stored = u32_at(36);
-        let computed = crc32c::crc32c(&b[..36]);
+        let stored = u32::unpack(&b[HEADER_CRC_OFFSET..]);
+        let computed = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
         if stored != computed {
             return Err((stored, computed));
         }
-        Ok(RecordHeader {
-            kind: u32_at(0),
-            flags: u32_at(4),
-            seq: u64_at(8),
-            offset: u64_at(16),
-            length: u64_at(24),
-            payload_crc: u32_at(32),
-        })
+        Ok(<RecordHeader as OnDisk>::unpack(b))
     }
 }
 
@@ -71,38 +58,18 @@ pub struct End {
     pub chain: u32,
 }
 
+on_disk!(Counts, 40, { records @ 0, data_records @ 8, unmap_records @ 16, data_bytes @ 24, unmap_bytes @ 32 });
+on_disk!(End, END_PAYLOAD_LEN, { stream_id @ 0, counts @ 16, chain @ 56 });
+
 impl End {
     pub fn encode(&self) -> [u8; END_PAYLOAD_LEN] {
         let mut b = [0u8; END_PAYLOAD_LEN];
-        b[0..16].copy_from_slice(&self.stream_id);
-        let c = &self.counts;
-        b[16..24].copy_from_slice(&c.records.to_le_bytes());
-        b[24..32].copy_from_slice(&c.data_records.to_le_bytes());
-        b[32..40].copy_from_slice(&c.unmap_records.to_le_bytes());
-        b[40..48].copy_from_slice(&c.data_bytes.to_le_bytes());
-        b[48..56].copy_from_slice(&c.unmap_bytes.to_le_bytes());
-        b[56..60].copy_from_slice(&self.chain.to_le_bytes());
+        OnDisk::pack(self, &mut b);
         b
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != END_PAYLOAD_LEN {
-            return None;
-        }
-        let u64_at = |o: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?)) };
-        let mut stream_id = [0u8; 16];
-        stream_id.copy_from_slice(b.get(0..16)?);
-        Some(End {
-            stream_id,
-            counts: Counts {
-                records: u64_at(16)?,
-                data_records: u64_at(24)?,
-                unmap_records: u64_at(32)?,
-                data_bytes: u64_at(40)?,
-                unmap_bytes: u64_at(48)?,
-            },
-            chain: u32::from_le_bytes(b.get(56..60)?.try_into().ok()?),
-        })
+        (b.len() == END_PAYLOAD_LEN).then(|| <End as OnDisk>::unpack(b))
     }
 }
 
