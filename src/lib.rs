@@ -1,24 +1,34 @@
 //! thinsend-native: reads dm-thin pool metadata natively, diffs thin devices, and sends and receives
 //! thin volumes as streams.
 //!
-//! Data flows one way: metadata device ([`block`]) -> validated btree nodes ([`btree`]) -> mappings
-//! ([`pool`], [`dump`], [`ls`]) -> ranges ([`diff`]) -> stream records ([`send`], [`stream`]) ->
-//! receiver ([`recv`]).
+//! The modules in the order the data flows through them:
+//! metadata device -> btree nodes -> mappings -> diff -> plan -> records -> pipe -> receiver -> target.
 
+// The metadata device and its on-disk types: blocks, checksums, one declaration per layout.
 pub mod block;
-pub mod btree;
 pub mod checksum;
-pub mod compat;
-pub mod error;
-pub mod inspect;
-pub mod lvm;
 pub mod ondisk;
+pub mod spacemap;
+pub mod superblock;
+
+// Validated btree nodes and the one walker; an opened pool and its devices.
+pub mod btree;
 pub mod pool;
+
+// What reads a pool and reports: dump, ls, check, and the diff engine.
+pub mod inspect;
+
+// The sender's plan and data path, the wire formats, the receivers.
 pub mod recv;
 pub mod send;
-pub mod spacemap;
 pub mod stream;
-pub mod superblock;
+
+// LVM around it all, and the thin_send/thin_recv drop-in.
+pub mod compat;
+pub mod lvm;
+
+// Errors, syscall wrappers, signal undo, progress, escaping of untrusted text.
+pub mod error;
 pub mod sys;
 pub mod text;
 
