@@ -86,7 +86,7 @@ SEND="$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $((NB * BS)
 STREAM_BYTES=$($BIN send --metadata "$W/meta" --data "$W/data" --thin-id 1 --size $((NB * BS)) --dry-run | tail -1 | sed 's/.*; \([0-9]*\) stream bytes/\1/')
 t_cat=$(best_of "cat $W/data | cat >/dev/null")
 t_send=$(best_of "$SEND | cat >/dev/null")
-t_send_lb=$(best_of "$BIN send --metadata $W/meta --data $W/data --thin-id 1 --stream-format linbit --quiet | cat >/dev/null")
+t_send_lb=$(best_of "$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $((NB * BS)) --stream-format linbit --quiet | cat >/dev/null")
 r_send=$(ratio "$STREAM_BYTES" "$t_send" "$DATA_BYTES" "$t_cat")
 printf '1. full send through a pipe:  cat %s MB/s (%s bytes in %.3fs); send native %s MB/s (%s stream bytes in %.3fs); send linbit %s MB/s\n' \
   "$(rate "$DATA_BYTES" "$t_cat")" "$DATA_BYTES" "$t_cat" "$(rate "$STREAM_BYTES" "$t_send")" "$STREAM_BYTES" "$t_send" "$(rate "$VOL" "$t_send_lb")"
