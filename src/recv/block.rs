@@ -39,13 +39,10 @@ pub struct BlockSink<'o> {
     cursor: Option<u64>,
     limit: u64,
     journaled: bool,
-    journal: Option<Undo>,
+    slots: Slots,
     written: bool,
     /// The incomplete state, recorded just before the first unjournaled write.
     mark: Option<State>,
-    start: Option<Start>,
-    progress: Progress,
-    error: Option<String>,
 }
 
 fn journal_path(state_file: &Path) -> PathBuf {
@@ -101,12 +98,9 @@ impl<'o> BlockSink<'o> {
             cursor: None,
             limit: size,
             journaled: false,
-            journal: None,
+            slots: Slots::new(Progress::new(opts.progress, "received", None)),
             written: false,
             mark: None,
-            start: None,
-            progress: Progress::new(opts.progress, "received", None),
-            error: None,
         })
     }
 
@@ -140,48 +134,14 @@ impl<'o> BlockSink<'o> {
     }
 
     pub fn finish_progress(&mut self, summary: &Summary, what: &str) {
-        finish_line(&mut self.progress, summary, what);
-    }
-
-    fn begin(&mut self, start: &Start) -> Result<()> {
-        if let Some(d) = start.header.as_ref().and_then(|h| h.data_bytes) {
-            self.progress.set_total(d);
-        }
-        let want = start.volume_size().or(self.opts.size).unwrap_or(self.size);
-        if want > self.size {
-            return Err(RecvError::DeviceTooSmall { target: self.path.clone(), size: self.size, want }.into());
-        }
-        self.limit = want;
-        let full = start.header.as_ref().is_some_and(|h| h.mode == Mode::Full);
-        if let Some(h) = &start.header {
-            if h.mode == Mode::Incremental && !self.opts.force {
-                let st = state::read_state(&self.path, Some(&self.state_file))?;
-                check_base(&self.path, h, st.as_ref())?;
-            }
-        }
-        if full {
-            self.cursor = Some(0);
-        }
-        if self.journaled && !full {
-            let dir = state::dir_of(&self.state_file);
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let old = read_plain(&self.state_file)?;
-            let sf = self.state_file.clone();
-            let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_block_state(&sf, old));
-            let jp = journal_path(&self.state_file);
-            let (id, saving) = (self.ident()?, "saving to");
-            self.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving)?);
-        } else {
-            self.mark = Some(state_for(start, false));
-        }
-        Ok(())
+        finish_line(&mut self.slots.progress, summary, what);
     }
 
     /// Called before every change to `[offset, offset+len)`: the journal saves it, or the first
     /// unjournaled change records the target as incomplete.
     fn touch(&mut self, offset: u64, len: u64) -> Result<()> {
         self.flush()?;
-        if let Some(j) = &mut self.journal {
+        if let Some(j) = &mut self.slots.journal {
             j.save(&self.file, &self.path, offset, len)?;
         }
         if let Some(m) = self.mark.take() {
@@ -267,7 +227,7 @@ impl<'o> BlockSink<'o> {
 
     /// Journals and writes the held DATA.
     fn flush(&mut self) -> Result<()> {
-        match &mut self.journal {
+        match &mut self.slots.journal {
             Some(j) => j.flush(&self.file, &self.path),
             None => Ok(()),
         }
@@ -276,7 +236,7 @@ impl<'o> BlockSink<'o> {
     fn write_data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
         check_range(&self.path, offset, len, self.limit)?;
-        if let Some(j) = &mut self.journal {
+        if let Some(j) = &mut self.slots.journal {
             self.written = true;
             return j.write(&self.file, &self.path, offset, bytes);
         }
@@ -286,33 +246,42 @@ impl<'o> BlockSink<'o> {
         self.advance(offset + len);
         Ok(())
     }
-
-    fn commit(&mut self) -> Result<()> {
-        let Some(start) = self.start.clone() else {
-            return Ok(()); // empty input accepted with --allow-empty: nothing to apply
-        };
-        self.fill_gap(self.limit)?;
-        self.touch(0, 0)?;
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
-        self.write_state(&state_for(&start, true))?;
-        if let Some(j) = self.journal.take() {
-            j.commit()?;
-        }
-        Ok(())
-    }
 }
 
 impl Target for BlockSink<'_> {
-    fn slots(&mut self) -> Slots<'_> {
-        Slots { progress: &mut self.progress, error: &mut self.error, start: &mut self.start }
-    }
-
-    fn journaled(&self) -> bool {
-        self.journal.is_some()
+    fn slots(&mut self) -> &mut Slots {
+        &mut self.slots
     }
 
     fn begin_stream(&mut self, start: &Start) -> Result<()> {
-        self.begin(start)
+        let want = start.volume_size().or(self.opts.size).unwrap_or(self.size);
+        if want > self.size {
+            return Err(RecvError::DeviceTooSmall { target: self.path.clone(), size: self.size, want }.into());
+        }
+        self.limit = want;
+        let full = start.header.as_ref().is_some_and(|h| h.mode == Mode::Full);
+        if let Some(h) = &start.header {
+            if h.mode == Mode::Incremental && !self.opts.force {
+                let st = state::read_state(&self.path, Some(&self.state_file))?;
+                check_base(&self.path, h, st.as_ref())?;
+            }
+        }
+        if full {
+            self.cursor = Some(0);
+        }
+        if self.journaled && !full {
+            let dir = state::dir_of(&self.state_file);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let old = read_plain(&self.state_file)?;
+            let sf = self.state_file.clone();
+            let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_block_state(&sf, old));
+            let jp = journal_path(&self.state_file);
+            let (id, saving) = (self.ident()?, "saving to");
+            self.slots.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving)?);
+        } else {
+            self.mark = Some(state_for(start, false));
+        }
+        Ok(())
     }
 
     fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
@@ -333,7 +302,17 @@ impl Target for BlockSink<'_> {
     }
 
     fn complete(&mut self) -> Result<()> {
-        self.commit()
+        let Some(start) = self.slots.start.clone() else {
+            return Ok(()); // empty input accepted with --allow-empty: nothing to apply
+        };
+        self.fill_gap(self.limit)?;
+        self.touch(0, 0)?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        self.write_state(&state_for(&start, true))?;
+        if let Some(j) = self.slots.journal.take() {
+            j.commit()?;
+        }
+        Ok(())
     }
 }
 
@@ -341,7 +320,7 @@ impl Apply for BlockSink<'_> {
     fn abort(&mut self) -> String {
         let _w = writing();
         let p = self.path.display();
-        if let Some(j) = self.journal.take() {
+        if let Some(j) = self.slots.journal.take() {
             let jp = j.path().to_path_buf();
             return outcome_note(j.rollback(&self.file), &self.path, &jp, "state");
         }
@@ -356,10 +335,10 @@ impl Apply for BlockSink<'_> {
     }
 
     fn progress(&mut self) -> &mut Progress {
-        &mut self.progress
+        &mut self.slots.progress
     }
 
     fn target_error(&mut self) -> Option<String> {
-        self.error.take()
+        self.slots.error.take()
     }
 }

@@ -30,14 +30,11 @@ pub(crate) struct FileSink<'o> {
     file: File,
     /// The temporary a new file is received into, with the guard removing it.
     temp: Option<(PathBuf, Guard)>,
-    journal: Option<Undo>,
+    slots: Slots,
     /// The volume size: the file's length once received.
     limit: u64,
     /// Full streams into an existing file: everything below this offset is the stream's.
     cursor: Option<u64>,
-    start: Option<Start>,
-    progress: Progress,
-    error: Option<String>,
     committed: bool,
     /// `--rollback` returned the target to its received state before the journal began.
     reverted: bool,
@@ -110,12 +107,9 @@ impl<'o> FileSink<'o> {
             path: path.to_path_buf(),
             file,
             temp,
-            journal: None,
+            slots: Slots::new(Progress::new(opts.progress, "received", None)),
             limit: 0,
             cursor: None,
-            start: None,
-            progress: Progress::new(opts.progress, "received", None),
-            error: None,
             committed: false,
             reverted: false,
         };
@@ -141,37 +135,6 @@ impl<'o> FileSink<'o> {
             ));
         }
         Ok(())
-    }
-
-    fn begin(&mut self, start: &Start) -> Result<()> {
-        if let Some(d) = start.header.as_ref().and_then(|h| h.data_bytes) {
-            self.progress.set_total(d);
-        }
-        let existing = self.temp.is_none();
-        let len = self.len()?;
-        self.limit = volume_size(start, self.opts, &self.path, existing.then_some(len))?;
-        match start.header.as_ref().map(|h| (h.mode, h)) {
-            Some((Mode::Full, _)) if existing && len > 0 && !self.opts.force => {
-                return Err(RecvError::FullOverExisting { target: self.path.clone(), len }.into())
-            }
-            Some((Mode::Incremental, _)) if !existing => {
-                return Err(RecvError::NoBase { target: self.path.clone() }.into())
-            }
-            Some((Mode::Incremental, h)) if !self.opts.force => {
-                let st = state::read_state(&self.path, None)?;
-                check_base(&self.path, h, st.as_ref())?;
-                if let Some(fp) = st.as_ref().and_then(|s| s.file.clone()) {
-                    self.check_unchanged(&fp, st.as_ref())?;
-                }
-            }
-            Some((Mode::Full, _)) if existing => self.cursor = Some(0),
-            _ => {}
-        }
-        if existing {
-            self.open_journal()?;
-        }
-        let len = self.len()?;
-        self.resize(len)
     }
 
     fn len(&self) -> Result<u64> {
@@ -219,7 +182,7 @@ impl<'o> FileSink<'o> {
             }
             e => e,
         })?;
-        self.journal = Some(j);
+        self.slots.journal = Some(j);
         Ok(())
     }
 
@@ -228,7 +191,7 @@ impl<'o> FileSink<'o> {
         if len == self.limit {
             return Ok(());
         }
-        if let Some(j) = &mut self.journal {
+        if let Some(j) = &mut self.slots.journal {
             j.save(&self.file, &self.path, self.limit, len.saturating_sub(self.limit))?;
         }
         self.file.set_len(self.limit).map_err(|e| self.err(e))
@@ -245,7 +208,7 @@ impl<'o> FileSink<'o> {
     fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         check_range(&self.path, offset, bytes.len() as u64, self.limit)?;
         self.fill_gap(offset)?;
-        match &mut self.journal {
+        match &mut self.slots.journal {
             Some(j) => j.write(&self.file, &self.path, offset, bytes),
             None => self.file.write_all_at(bytes, offset).map_err(|e| self.err(e)),
         }
@@ -253,7 +216,7 @@ impl<'o> FileSink<'o> {
 
     /// Journals and writes the held DATA.
     fn flush(&mut self) -> Result<()> {
-        match &mut self.journal {
+        match &mut self.slots.journal {
             Some(j) => j.flush(&self.file, &self.path),
             None => Ok(()),
         }
@@ -264,7 +227,7 @@ impl<'o> FileSink<'o> {
         self.flush()?;
         check_range(&self.path, offset, len, self.limit)?;
         self.fill_gap(offset)?;
-        match &mut self.journal {
+        match &mut self.slots.journal {
             Some(j) => j.save(&self.file, &self.path, offset, len),
             None => Ok(()),
         }
@@ -277,7 +240,7 @@ impl<'o> FileSink<'o> {
         };
         self.cursor = Some(c.max(upto));
         if upto > c {
-            if let Some(j) = &mut self.journal {
+            if let Some(j) = &mut self.slots.journal {
                 j.save(&self.file, &self.path, c, upto - c)?;
             }
             punch_or_zero(&self.file, c, upto - c).map_err(|e| self.err(e))?;
@@ -307,37 +270,6 @@ impl<'o> FileSink<'o> {
         }
     }
 
-    fn commit(&mut self) -> Result<()> {
-        let Some(start) = self.start.clone() else {
-            return Ok(()); // empty input accepted with --allow-empty: nothing to apply
-        };
-        self.flush()?;
-        self.fill_gap(self.limit)?;
-        self.file.sync_all().map_err(|e| self.err(e))?;
-        self.record_state(state_for(&start, true))?;
-        self.file.sync_all().map_err(|e| self.err(e))?;
-        if let Some((tmp, _)) = &self.temp {
-            if let Err(e) = sys::rename_noreplace(tmp, &self.path) {
-                let _ = state::remove_if_exists(&sidecar(&self.path));
-                return Err(if e.raw_os_error() == Some(libc::EEXIST) {
-                    RecvError::Appeared { target: self.path.clone() }.into()
-                } else {
-                    Error::io(&self.path, e)
-                });
-            }
-            let _ = sys::sync_dir_of(&self.path);
-            if let Some((_, g)) = self.temp.take() {
-                g.disarm();
-            }
-        }
-        if let Some(j) = self.journal.take() {
-            j.commit()?;
-        }
-        self.committed = true;
-        self.keep_base();
-        Ok(())
-    }
-
     /// Keeps a reflink clone of the received state for `--rollback`; where the filesystem has no
     /// reflink, none (and an older one goes: it no longer matches).
     fn keep_base(&self) {
@@ -354,16 +286,36 @@ impl<'o> FileSink<'o> {
 }
 
 impl Target for FileSink<'_> {
-    fn slots(&mut self) -> Slots<'_> {
-        Slots { progress: &mut self.progress, error: &mut self.error, start: &mut self.start }
-    }
-
-    fn journaled(&self) -> bool {
-        self.journal.is_some()
+    fn slots(&mut self) -> &mut Slots {
+        &mut self.slots
     }
 
     fn begin_stream(&mut self, start: &Start) -> Result<()> {
-        self.begin(start)
+        let existing = self.temp.is_none();
+        let len = self.len()?;
+        self.limit = volume_size(start, self.opts, &self.path, existing.then_some(len))?;
+        match start.header.as_ref().map(|h| (h.mode, h)) {
+            Some((Mode::Full, _)) if existing && len > 0 && !self.opts.force => {
+                return Err(RecvError::FullOverExisting { target: self.path.clone(), len }.into())
+            }
+            Some((Mode::Incremental, _)) if !existing => {
+                return Err(RecvError::NoBase { target: self.path.clone() }.into())
+            }
+            Some((Mode::Incremental, h)) if !self.opts.force => {
+                let st = state::read_state(&self.path, None)?;
+                check_base(&self.path, h, st.as_ref())?;
+                if let Some(fp) = st.as_ref().and_then(|s| s.file.clone()) {
+                    self.check_unchanged(&fp, st.as_ref())?;
+                }
+            }
+            Some((Mode::Full, _)) if existing => self.cursor = Some(0),
+            _ => {}
+        }
+        if existing {
+            self.open_journal()?;
+        }
+        let len = self.len()?;
+        self.resize(len)
     }
 
     fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
@@ -387,7 +339,34 @@ impl Target for FileSink<'_> {
     }
 
     fn complete(&mut self) -> Result<()> {
-        self.commit()
+        let Some(start) = self.slots.start.clone() else {
+            return Ok(()); // empty input accepted with --allow-empty: nothing to apply
+        };
+        self.flush()?;
+        self.fill_gap(self.limit)?;
+        self.file.sync_all().map_err(|e| self.err(e))?;
+        self.record_state(state_for(&start, true))?;
+        self.file.sync_all().map_err(|e| self.err(e))?;
+        if let Some((tmp, _)) = &self.temp {
+            if let Err(e) = sys::rename_noreplace(tmp, &self.path) {
+                let _ = state::remove_if_exists(&sidecar(&self.path));
+                return Err(if e.raw_os_error() == Some(libc::EEXIST) {
+                    RecvError::Appeared { target: self.path.clone() }.into()
+                } else {
+                    Error::io(&self.path, e)
+                });
+            }
+            let _ = sys::sync_dir_of(&self.path);
+            if let Some((_, g)) = self.temp.take() {
+                g.disarm();
+            }
+        }
+        if let Some(j) = self.slots.journal.take() {
+            j.commit()?;
+        }
+        self.committed = true;
+        self.keep_base();
+        Ok(())
     }
 }
 
@@ -401,7 +380,7 @@ impl Apply for FileSink<'_> {
                 Err(e) => format!("{p} not created (its temporary {} could not be removed: {e})", t.display()),
             };
         }
-        let Some(j) = self.journal.take() else {
+        let Some(j) = self.slots.journal.take() else {
             return match self.reverted {
                 true => {
                     format!("{p} holds its last received state (--rollback restored it; the stream was not applied)")
@@ -419,10 +398,10 @@ impl Apply for FileSink<'_> {
     }
 
     fn progress(&mut self) -> &mut Progress {
-        &mut self.progress
+        &mut self.slots.progress
     }
 
     fn target_error(&mut self) -> Option<String> {
-        self.error.take()
+        self.slots.error.take()
     }
 }

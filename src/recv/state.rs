@@ -23,6 +23,7 @@ pub const XATTR: &str = "user.thinsend.state";
 pub const SIDECAR_SUFFIX: &str = ".thinsend";
 
 /// What a target holds, as recorded after each receive.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// False while a block device is being written, and after a failed receive into it.
@@ -30,19 +31,16 @@ pub struct State {
     /// `native`, `linbit-1.1` or `linbit-1.0`.
     pub format: String,
     /// The snapshot the target now equals (native streams only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Identity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_size: Option<u64>,
     pub received_at: u64,
     /// A file target as it was left by the receive: a later change to it is detected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<Fingerprint>,
 }
 
 /// Size, identity and times of a file target right after a receive.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub size: u64,
@@ -51,7 +49,6 @@ pub struct Fingerprint {
     pub mtime_ns: i128,
     /// Only where the state lives outside the file (a sidecar): writing the state into the file's own
     /// xattr changes its ctime, so there it cannot be recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctime_ns: Option<i128>,
 }
 

@@ -37,6 +37,7 @@ const fn code(k: RecordKind) -> u32 {
 }
 
 /// Which snapshot a stream was made from, or applies to.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Identity {
     /// The pool superblock's uuid as 32 hex digits (all zeros in pools LVM made).
@@ -50,13 +51,9 @@ pub struct Identity {
     /// The pool's transaction id and time when the metadata was read (informational).
     pub pool_transaction: u64,
     pub pool_time: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vg_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lv_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vg_uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lv_uuid: Option<String>,
 }
 
@@ -105,6 +102,7 @@ pub enum Mode {
 }
 
 /// The HEADER record's JSON payload.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     pub version: u32,
@@ -119,10 +117,8 @@ pub struct Header {
     pub created: u64,
     pub sender: String,
     pub source: Identity,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<Identity>,
     /// Total DATA payload bytes the stream carries (for progress; END must agree).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_bytes: Option<u64>,
 }
 
