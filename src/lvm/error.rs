@@ -4,18 +4,23 @@ use crate::error::Error;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LvmError {
+    /// An LVM or dmsetup program could not be started.
     #[error("cannot run {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
+    /// It ran and failed; its stderr, trimmed.
     #[error("{command} failed: {stderr}")]
     Failed { command: String, stderr: String },
+    /// `lvs --reportformat json` printed something that is not its report.
     #[error("cannot parse lvs output for {what}: {source}")]
     Json { what: String, source: serde_json::Error },
+    /// A report field that does not parse (never read as a default).
     #[error("lvs output for {what}: bad {field} {value:?}")]
     Field { what: String, field: &'static str, value: String },
     #[error("{name}: not a thin volume (attr {attr})")]
     NotThin { name: String, attr: String },
     #[error("{0}: no such logical volume")]
     NoSuchLv(String),
+    /// `dmsetup status` of the pool is not a thin-pool status line.
     #[error("unexpected dmsetup status for {tpool}: {status}")]
     Status { tpool: String, status: String },
     #[error("releasing the metadata snapshot: {0}")]

@@ -38,8 +38,10 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Delta {
     pub kind: Kind,
+    /// First virtual block, and how many.
     pub begin: u64,
     pub length: u64,
+    /// The first data block on the left (snap1) and right (snap2) side, where that side maps it.
     pub left: Option<u64>,
     pub right: Option<u64>,
 }

@@ -42,15 +42,19 @@ const fn code(k: RecordKind) -> u32 {
 pub struct Identity {
     /// The pool superblock's uuid as 32 hex digits (all zeros in pools LVM made).
     pub pool_uuid: String,
+    /// The thin device's id in its pool.
     pub thin_id: u64,
     /// The device's transaction id (the pool transaction that last changed it).
     pub transaction: u64,
+    /// The pool time when the device was created, and when it was last snapshotted.
     pub creation_time: u32,
     pub snap_time: u32,
+    /// Data blocks the device maps.
     pub mapped_blocks: u64,
     /// The pool's transaction id and time when the metadata was read (informational).
     pub pool_transaction: u64,
     pub pool_time: u32,
+    /// The LV's names and UUIDs, when it was sent by LV name (the file form knows none).
     pub vg_name: Option<String>,
     pub lv_name: Option<String>,
     pub vg_uuid: Option<String>,
@@ -105,9 +109,11 @@ pub enum Mode {
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
+    /// The header's own version (a reader refuses one it does not know).
     pub version: u32,
     /// 32 hex digits, random per stream; END repeats it.
     pub stream_id: String,
+    /// Full, or incremental from `base`.
     pub mode: Mode,
     /// Size of the volume in bytes; every DATA/UNMAP lies inside it.
     pub volume_size: u64,
@@ -115,8 +121,11 @@ pub struct Header {
     pub block_size: u64,
     /// Seconds since the epoch when the stream was made (sender's clock).
     pub created: u64,
+    /// The sending program and version (informational; escaped before it is printed).
     pub sender: String,
+    /// The snapshot the target equals after this stream.
     pub source: Identity,
+    /// The snapshot the target must equal before an incremental.
     pub base: Option<Identity>,
     /// Total DATA payload bytes the stream carries (for progress; END must agree).
     pub data_bytes: Option<u64>,
