@@ -19,6 +19,7 @@ use super::RecvError;
 use crate::cleanup::Hook;
 use crate::error::{Error, Result};
 use crate::io as sys;
+use crate::ondisk::{on_disk, OnDisk};
 
 use super::playback::play_back;
 pub(crate) use super::playback::{punch_or_zero, write_zeros};
@@ -27,13 +28,30 @@ use super::state::create_exclusive;
 const MAGIC: &[u8; 8] = b"TSNDUNDO";
 const VERSION: u32 = 1;
 pub(super) const ENTRY_MAGIC: u32 = 0x4f44_4e55; // "UNDO"
-pub(super) const ENTRY_LEN: u64 = 28;
+pub(super) const ENTRY_LEN: u64 = EntryHead::SIZE as u64;
 pub(super) const KIND_DATA: u32 = 0;
 pub(super) const KIND_HOLE: u32 = 1;
 /// Flag: the target is a regular file (holes are kept as holes, length and mtime restored).
 const FLAG_FILE: u32 = 1;
 pub(super) const CHUNK: usize = 1 << 20;
 const NO_STATE: u32 = u32::MAX;
+
+/// The header before each journal entry; its crc covers `kind`, `off`, `len` and the saved bytes.
+pub(super) struct EntryHead {
+    pub magic: u32,
+    pub kind: u32,
+    pub off: u64,
+    pub len: u64,
+    pub crc: u32,
+}
+on_disk!(EntryHead, 28, { magic @ 0, kind @ 4, off @ 8, len @ 16, crc @ 24 });
+
+impl EntryHead {
+    /// The bytes the entry's crc starts from.
+    pub fn crc_seed(head: &[u8; ENTRY_LEN as usize]) -> u32 {
+        crc32c::crc32c(&head[4..24])
+    }
+}
 
 /// Which target a journal belongs to, and what is restored besides its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,12 +320,10 @@ impl Journal {
     }
 
     fn append(&mut self, target: &File, kind: u32, off: u64, len: u64) -> io::Result<()> {
+        let mut entry = EntryHead { magic: ENTRY_MAGIC, kind, off, len, crc: 0 };
         let mut head = [0u8; ENTRY_LEN as usize];
-        head[0..4].copy_from_slice(&ENTRY_MAGIC.to_le_bytes());
-        head[4..8].copy_from_slice(&kind.to_le_bytes());
-        head[8..16].copy_from_slice(&off.to_le_bytes());
-        head[16..24].copy_from_slice(&len.to_le_bytes());
-        let mut crc = crc32c::crc32c(&head[4..24]);
+        entry.pack(&mut head);
+        let mut crc = EntryHead::crc_seed(&head);
         let at = self.end;
         if kind == KIND_DATA {
             if self.buf.is_empty() {
@@ -322,7 +338,8 @@ impl Journal {
                 done += n as u64;
             }
         }
-        head[24..28].copy_from_slice(&crc.to_le_bytes());
+        entry.crc = crc;
+        entry.pack(&mut head);
         self.file.write_all_at(&head, at)?;
         self.end = at + ENTRY_LEN + if kind == KIND_DATA { len } else { 0 };
         Ok(())

@@ -7,10 +7,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::journal::{Ident, CHUNK, ENTRY_LEN, ENTRY_MAGIC, KIND_DATA, KIND_HOLE};
+use super::journal::{EntryHead, Ident, CHUNK, ENTRY_LEN, ENTRY_MAGIC, KIND_DATA, KIND_HOLE};
 use super::RecvError;
 use crate::error::{Error, Result};
 use crate::io as sys;
+use crate::ondisk::OnDisk;
 
 /// Writes every valid entry back, newest first, then the original length and mtime; syncs.
 pub(super) fn play_back(path: &Path, j: &File, start: u64, ident: &Ident, target: &File) -> Result<(u64, u64)> {
@@ -50,14 +51,12 @@ fn scan(path: &Path, j: &File, start: u64) -> Result<Vec<(u32, u64, u64, u64)>> 
     while at + ENTRY_LEN <= flen {
         let mut h = [0u8; ENTRY_LEN as usize];
         j.read_exact_at(&mut h, at).map_err(|e| Error::io(path, e))?;
-        let word = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().unwrap_or_default());
-        let long = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or_default());
-        let (kind, off, len) = (word(4), long(8), long(16));
+        let EntryHead { magic, kind, off, len, crc: stored } = EntryHead::unpack(&h);
         let data_len = if kind == KIND_DATA { len } else { 0 };
-        if word(0) != ENTRY_MAGIC || kind > KIND_HOLE || data_len > flen - at - ENTRY_LEN {
+        if magic != ENTRY_MAGIC || kind > KIND_HOLE || data_len > flen - at - ENTRY_LEN {
             break;
         }
-        let mut crc = crc32c::crc32c(&h[4..24]);
+        let mut crc = EntryHead::crc_seed(&h);
         let mut done = 0u64;
         while done < data_len {
             let n = (data_len - done).min(CHUNK as u64) as usize;
@@ -65,7 +64,7 @@ fn scan(path: &Path, j: &File, start: u64) -> Result<Vec<(u32, u64, u64, u64)>> 
             crc = crc32c::crc32c_append(crc, &buf[..n]);
             done += n as u64;
         }
-        if crc != word(24) {
+        if crc != stored {
             break;
         }
         out.push((kind, off, len, at + ENTRY_LEN));
