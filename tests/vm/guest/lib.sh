@@ -24,6 +24,14 @@ vmt_tdata() { echo "/dev/mapper/$(vmt_dmname "$1" "$2")_tdata"; }
 vmt_thin_id() { lvs --noheadings -o thin_id "$1/$2" | tr -d ' '; }
 
 vmt_fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# vmt_two_vgs: the two pool disks as the VGs vga (DISK1) and vgb (DISK2).
+vmt_two_vgs() { pvcreate -q "$DISK1" "$DISK2" && vgcreate -q vga "$DISK1" && vgcreate -q vgb "$DISK2"; }
+# vmt_thin_pool VG/POOL SIZE CHUNK: a thin pool with 8 MiB of metadata and no spare.
+vmt_thin_pool() {
+  lvcreate -q --type thin-pool -L "$2" --chunksize "$3" --poolmetadatasize 8M --poolmetadataspare n \
+    -n "${1#*/}" "${1%/*}"
+}
 # vmt_assert_eq ACTUAL EXPECTED WHAT
 vmt_assert_eq() { [ "$1" = "$2" ] || vmt_fail "$3: got '$1', expected '$2'"; echo "ok: $3 = '$1'"; }
 

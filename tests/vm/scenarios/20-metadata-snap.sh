@@ -1,9 +1,7 @@
 # Demo: two pools in two VGs on the two disks; reserve a metadata snapshot on one, check that
 # `dmsetup status` shows the held root and that thin_dump -m reads it, then release it.
 set -eux
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
+vmt_two_vgs
 for vg in vga vgb; do
   lvcreate -q --type thin-pool -L 64M --chunksize 128k --poolmetadatasize 4M --poolmetadataspare n -n pool $vg
   lvcreate -q -V 32M -T $vg/pool -n thin

@@ -4,7 +4,7 @@
 set -eu
 pvcreate -q "$DISK1"
 vgcreate -q vg "$DISK1"
-lvcreate -q --type thin-pool -L 512M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vg
+vmt_thin_pool vg/pool 512M 64k
 lvcreate -q -V 1G -T vg/pool -n origin
 vmt_pattern_write /dev/vg/origin 0 32000 origin 1         # 2000 chunks: a two-level tree of ~10 leaves
 lvcreate -q -s -n snap1 vg/origin

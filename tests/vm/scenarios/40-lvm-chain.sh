@@ -3,13 +3,11 @@
 # step the target's sha256 equals the source snapshot's, discards on the source read as zeros on
 # the target, the target's tags record the source, and the pool holds no metadata snapshot.
 set -eu
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
-lvcreate -q --type thin-pool -L 512M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n p64 vga
-lvcreate -q --type thin-pool -L 512M --chunksize 1m --poolmetadatasize 8M --poolmetadataspare n -n p1m vga
-lvcreate -q --type thin-pool -L 512M --chunksize 128k --poolmetadatasize 8M --poolmetadataspare n -n p128 vgb
-lvcreate -q --type thin-pool -L 512M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n q64 vgb
+vmt_two_vgs
+vmt_thin_pool vga/p64 512M 64k
+vmt_thin_pool vga/p1m 512M 1m
+vmt_thin_pool vgb/p128 512M 128k
+vmt_thin_pool vgb/q64 512M 64k
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 same() { # LV_A LV_B WHAT: contents equal

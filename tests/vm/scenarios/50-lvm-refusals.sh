@@ -2,11 +2,9 @@
 # temporary LV left): a truncated stream, a corrupted stream, an incremental on the wrong base, a
 # mounted target, a target too small, an empty stream.
 set -eu
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vga
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vgb
+vmt_two_vgs
+vmt_thin_pool vga/pool 256M 64k
+vmt_thin_pool vgb/pool 256M 64k
 lvcreate -q -V 64M -T vga/pool -n o
 vmt_pattern_write /dev/vga/o 0 3000 o 1
 lvcreate -q -s -n s1 vga/o

@@ -7,11 +7,9 @@
 # Also: a truncated incremental leaves the device byte-identical; `send` refuses a backward LVM
 # incremental without --force, and with --force the backward stream takes the device back.
 set -eu
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vga
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vgb
+vmt_two_vgs
+vmt_thin_pool vga/pool 256M 64k
+vmt_thin_pool vgb/pool 256M 64k
 lvcreate -q -V 32M -T vga/pool -n o
 vmt_pattern_write /dev/vga/o 0 7000 o 1                 # ~27 MiB
 lvcreate -q -s -n s1 vga/o

@@ -2,11 +2,9 @@
 # transfer; the receiving target is unchanged when the sender dies mid-stream; after SIGKILL the
 # stale reservation is reported clearly by the next run.
 set -eu
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
-lvcreate -q --type thin-pool -L 512M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vga
-lvcreate -q --type thin-pool -L 512M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vgb
+vmt_two_vgs
+vmt_thin_pool vga/pool 512M 64k
+vmt_thin_pool vgb/pool 512M 64k
 lvcreate -q -V 256M -T vga/pool -n o
 vmt_pattern_write /dev/vga/o 0 40000 o 1       # ~160 MiB to send
 lvcreate -q -s -n s1 vga/o

@@ -3,11 +3,9 @@
 # streams are received by `thinsend-native recv` and thinsend-native's LINBIT streams by
 # `thin_recv`, each giving the source's image; `thin_send -v` satisfies LINSTOR's version check.
 set -eu
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vga
-lvcreate -q --type thin-pool -L 256M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool vgb
+vmt_two_vgs
+vmt_thin_pool vga/pool 256M 64k
+vmt_thin_pool vgb/pool 256M 64k
 v=$(thin_send -v); echo "thin_send -v: $v"
 echo "$v" | grep -Eq '^1\.1' || vmt_fail "version '$v' would not satisfy LINSTOR (>= 0.24)"
 sha() { lvchange -q -ay -K "$1"; sha256sum "/dev/$1" | cut -d' ' -f1; }

@@ -1,11 +1,9 @@
 # Two sends from different pools at once both proceed together; two sends from the same pool take
 # turns (the per-pool lock), and both succeed.
 set -eu
-pvcreate -q "$DISK1" "$DISK2"
-vgcreate -q vga "$DISK1"
-vgcreate -q vgb "$DISK2"
+vmt_two_vgs
 for vg in vga vgb; do
-  lvcreate -q --type thin-pool -L 128M --chunksize 64k --poolmetadatasize 8M --poolmetadataspare n -n pool $vg
+  vmt_thin_pool $vg/pool 128M 64k
   lvcreate -q -V 32M -T $vg/pool -n o
   vmt_pattern_write /dev/$vg/o 0 500 $vg 1
   lvcreate -q -s -n s1 $vg/o
