@@ -23,9 +23,10 @@ pub mod recv;
 pub mod send;
 pub mod stream;
 
-// LVM around it all, and the thin_send/thin_recv drop-in.
+// LVM around it all, the other host (ssh), and the thin_send/thin_recv drop-in.
 pub mod compat;
 pub mod lvm;
+pub mod remote;
 
 // Errors, syscall wrappers, signal undo, progress, escaping of untrusted text.
 pub mod error;

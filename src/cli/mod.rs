@@ -10,6 +10,7 @@ mod inspect;
 mod ls;
 mod recv;
 mod send;
+pub(crate) mod size;
 
 use std::process::ExitCode;
 

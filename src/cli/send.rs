@@ -46,9 +46,9 @@ pub struct SendArgs {
     /// Read data from the thin device itself (e.g. /dev/vg/snap) instead of --data.
     #[arg(long, value_name = "DEV")]
     source: Option<PathBuf>,
-    /// Volume size in bytes (the metadata does not record it). Default: the size of --source;
-    /// a native send with --data needs it.
-    #[arg(long, value_name = "BYTES")]
+    /// Volume size (the metadata does not record it): bytes, or with a suffix (48M, 1.5G, binary
+    /// units). Default: the size of --source; a native send with --data needs it.
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::size::parse_nonzero)]
     size: Option<u64>,
     /// Send an incremental whose base is newer than the device sent (a backward incremental).
     #[arg(long)]
