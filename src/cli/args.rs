@@ -50,11 +50,11 @@ impl MetaArgs {
 
 #[derive(Args, Clone, Copy, Debug)]
 pub struct ProgressArgs {
-    /// Show progress on stderr even when it is not a terminal.
-    #[arg(long, conflicts_with = "quiet")]
+    /// Show progress on stderr even when it is not a terminal (-v/--verbose as in zfs send/recv).
+    #[arg(long, short = 'v', visible_alias = "verbose", conflicts_with = "quiet")]
     pub progress: bool,
     /// No progress and no summary.
-    #[arg(long)]
+    #[arg(long, short = 'q')]
     pub quiet: bool,
 }
 
@@ -104,7 +104,9 @@ pub struct AcceptArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextJson {
+    /// Lines for people.
     Text,
+    /// JSON for programs.
     Json,
 }
 

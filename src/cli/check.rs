@@ -9,6 +9,14 @@ use thinsend::{check, Error};
 
 use super::args::{flush, stdout};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  thinsend-native check pool_tmeta.img
+  thinsend-native check -q pool_tmeta.img && echo clean
+  lvchange -an vg/pool && thinsend-native check /dev/mapper/vg-pool_tmeta   # an inactive pool (as root)
+
+Exit status: 0 clean, 1 findings or an unreadable image, 2 usage.";
+
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Metadata device or image file.

@@ -9,11 +9,22 @@ use thinsend::{lvm, Error};
 
 use super::args::{flush, stdout, SnapArg};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  thinsend-native diff vg/snap1 vg/snap2                        # LVM form (root), metadata snapshot held
+  thinsend-native diff --changed-only --format ranges vg/snap1 vg/snap2
+  thinsend-native diff -m --snap1 1 --snap2 2 /dev/mapper/vg-pool_tmeta
+  thinsend-native diff --snap1 1 --snap2 2 --format json --stats pool_tmeta.img
+  thinsend-native diff --snap1 1 --snap2 2 --verbose pool_tmeta.img      # as thin_delta --verbose";
+
 /// Mirrors `diff::output::Format` (owned by the diff module).
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum DiffFormat {
+    /// thin_delta's XML, byte for byte.
     Xml,
+    /// JSON for programs.
     Json,
+    /// `KIND BEGIN LENGTH`, one range per line.
     Ranges,
 }
 

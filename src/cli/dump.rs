@@ -7,10 +7,21 @@ use thinsend::{dump, Error};
 
 use super::args::{flush, stdout, MetaArgs};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  thinsend-native dump -m /dev/mapper/vg-pool_tmeta > pool.xml     # a live pool, held snapshot
+  thinsend-native dump pool_tmeta.img | thin_restore -i /dev/stdin -o new_tmeta.img
+  thinsend-native dump --dev-id 1 --dev-id 3 --skip-mappings pool_tmeta.img
+  thinsend-native dump --format json pool_tmeta.img
+
+Reading a _tmeta device needs root (or the disk group); an image file, read access.";
+
 /// Mirrors `dump::Format` (owned by the dump module).
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum DumpFormat {
+    /// thin_dump's XML, byte for byte (thin_restore reads it).
     Xml,
+    /// The same facts as JSON.
     Json,
 }
 

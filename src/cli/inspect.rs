@@ -7,6 +7,14 @@ use thinsend::{stream, Error};
 
 use super::args::{flush, stdout, AcceptArgs, TextJson};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  thinsend-native inspect < snap2.stream                       # every record, verified
+  thinsend-native inspect --verify < snap2.stream && echo intact
+  thinsend-native send vg/snap1 vg/snap2 | thinsend-native inspect --format json
+
+Needs no privileges: it reads stdin only.";
+
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Only verify, and print the summary.

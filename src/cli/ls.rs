@@ -7,9 +7,20 @@ use thinsend::{ls, Error};
 
 use super::args::{flush, stdout, MetaArgs};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  thinsend-native ls -m /dev/mapper/vg-pool_tmeta            # a live pool: under a held metadata snapshot
+  thinsend-native ls -o DEV,MAPPED,EXCLUSIVE,SHARED pool_tmeta.img
+  thinsend-native ls --no-headers -o DEV,MAPPED_BYTES pool_tmeta.img
+  thinsend-native ls --format json pool_tmeta.img
+
+Reading a _tmeta device needs root (or the disk group); an image file, read access.";
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LsFormat {
+    /// thin_ls's columns.
     Table,
+    /// JSON for programs.
     Json,
 }
 

@@ -4,6 +4,7 @@
 
 mod args;
 mod check;
+mod completions;
 mod diff;
 mod dump;
 mod inspect;
@@ -14,16 +15,30 @@ pub(crate) mod size;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use thinsend::lvm::LvmError;
 use thinsend::text::escape_controls;
 use thinsend::Error;
+
+const EXAMPLES: &str = "\
+Examples:
+  thinsend-native send vg/snap1 | ssh backup thinsend-native recv --pool vg/pool vg/replica
+  thinsend-native send vg/snap1 vg/snap2 | ssh backup thinsend-native recv vg/replica
+  thinsend-native send -n --format json vg/snap1 vg/snap2      # what would be sent
+  thinsend-native diff --changed-only vg/snap1 vg/snap2
+  thinsend-native ls -m /dev/mapper/vg-pool_tmeta
+  thinsend-native help send                                    # examples for each command
+
+Exit status: 0 success, 1 error (check: findings), 2 usage, 141 stdout's reader went away,
+128+N killed by signal N. Manual pages: thinsend-native(1), thinsend-native-send(1), ...";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "thinsend-native",
     version,
-    about = "Send and receive LVM thin volumes and their differences, reading dm-thin metadata natively"
+    propagate_version = true,
+    about = "Send and receive LVM thin volumes and their differences, reading dm-thin metadata natively",
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,31 +47,57 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Print the pool's devices and mappings, as thin_dump's XML (byte-identical to
-    /// thin-provisioning-tools 0.9.0) or as JSON.
+    /// Print a pool's devices and mappings (thin_dump's XML, or JSON).
+    ///
+    /// The XML is byte-identical to thin-provisioning-tools 0.9.0's thin_dump, so thin_restore
+    /// accepts it; JSON carries the same facts for programs.
+    #[command(after_help = dump::EXAMPLES)]
     Dump(dump::DumpArgs),
-    /// List thin devices with mapped, exclusive and shared sizes (thin_ls's fields and layout).
+    /// List thin devices with mapped, exclusive and shared sizes (thin_ls's fields).
+    ///
+    /// The fields and the table layout are thin_ls's; JSON carries every field.
+    #[command(after_help = ls::EXAMPLES)]
     Ls(ls::LsArgs),
-    /// What changed between two thin devices: thin_delta's XML (byte-identical to 0.9.0), JSON, or one
-    /// line per range. Both trees are walked together; subtrees they share are read once (or, with
-    /// --changed-only, not at all).
+    /// Show what changed between two thin devices (thin_delta's XML, JSON or ranges).
+    ///
+    /// The XML is byte-identical to thin_delta 0.9.0's. Both trees are walked together; subtrees
+    /// they share are read once (or, with --changed-only, not at all).
+    #[command(after_help = diff::EXAMPLES)]
     Diff(diff::DiffArgs),
-    /// Strictly check a metadata image: exact reference counts of every metadata and data block,
-    /// leaks, nr_allocated, mapped_blocks, node fill, details against mapping keys, the held
-    /// metadata snapshot. Prints the findings; exits 1 if there are any.
+    /// Strictly check dm-thin metadata; exit 1 on any finding.
+    ///
+    /// Checks the exact reference counts of every metadata and data block, leaks, nr_allocated,
+    /// mapped_blocks, node fill, details against mapping keys and the held metadata snapshot, and
+    /// prints the findings.
+    #[command(after_help = check::EXAMPLES)]
     Check(check::CheckArgs),
-    /// Write a thin volume (full) or only what changed since a base snapshot (incremental) as a
-    /// stream on stdout. LVM form: `send [VG/BASE] VG/SNAP` (holds a metadata snapshot of the pool
-    /// only while planning). Metadata form: `--metadata META --thin-id N [--base-id B]` with data from
-    /// the pool's data device (--data) or the thin device itself (--source).
+    /// Write a thin volume, or what changed since a base snapshot, as a stream on stdout.
+    ///
+    /// LVM form: `send [VG/BASE] VG/SNAP` (full without a base, incremental with one; holds a
+    /// metadata snapshot of the pool only while planning). Metadata form: `--metadata META
+    /// --thin-id N [--base-id B]` with data from the pool's data device (--data) or the thin device
+    /// itself (--source).
+    #[command(after_help = send::EXAMPLES)]
     Send(send::SendArgs),
-    /// Apply a stream from stdin to a thin LV (`recv VG/LV`), a file or a block device (`--to PATH`).
-    /// LVs and files are replaced atomically; an incremental stream is refused unless the target
-    /// records its base, and an LV changed since the last receive is refused unless --rollback.
+    /// Apply a stream from stdin to a thin LV, a file or a block device.
+    ///
+    /// `recv VG/LV` or `recv --to PATH`. LVs and files are replaced atomically; an incremental
+    /// stream is refused unless the target records its base, and an LV changed since the last
+    /// receive is refused unless --rollback.
+    #[command(after_help = recv::EXAMPLES)]
     Recv(recv::RecvArgs),
-    /// List a stream from stdin record by record, verifying every checksum and count; applies
-    /// nothing.
+    /// List and verify a stream from stdin, record by record; applies nothing.
+    ///
+    /// Every checksum and count is verified by the receiver's own reader, so what inspect accepts
+    /// is what recv would apply.
+    #[command(after_help = inspect::EXAMPLES)]
     Inspect(inspect::InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(after_help = completions::EXAMPLES)]
+    Completions(completions::CompletionsArgs),
+    /// Write one manual page per subcommand into DIR (how the package's pages are made).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -68,7 +109,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Send(a) => send::run(a),
         Cmd::Recv(a) => recv::run(a),
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Completions(a) => completions::completions(a, command()),
+        Cmd::Man(a) => completions::man(a, command()),
     }
+}
+
+/// The whole command-line definition (for completions, manual pages and the help tests).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// The exit status for an error: 141 when stdout's reader went away, 2 for usage, else 1.
@@ -105,7 +153,6 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn undocumented(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
         for arg in cmd.get_arguments() {

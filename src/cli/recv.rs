@@ -8,6 +8,18 @@ use thinsend::{io as sys, lvm, recv, stream, Error};
 
 use super::args::{AcceptArgs, ProgressArgs};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  ssh src thinsend-native send vg/snap1 | thinsend-native recv --pool vg/pool vg/replica    # first, full
+  ssh src thinsend-native send vg/snap1 vg/snap2 | thinsend-native recv vg/replica         # incremental
+  thinsend-native recv --rollback vg/replica < incr.stream      # discard local changes first (zfs recv -F)
+  thinsend-native recv --snapshot replica_2 vg/replica < incr.stream
+  thinsend-native recv --to /srv/backup/vol.img < full.stream   # a file (or --to /dev/sdX)
+  thinsend-native recv -q --to /srv/backup/vol.img < incr.stream
+
+Needs root for the LVM form (lvcreate, lvrename, lvremove, exclusive open of the LV); a file target
+needs write access to it and its directory; a block device, write access and no other opener.";
+
 #[derive(Args, Debug)]
 pub struct RecvArgs {
     /// LVM form: the thin LV to receive into (VG/LV), replaced atomically.

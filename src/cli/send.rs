@@ -9,10 +9,25 @@ use thinsend::{io as sys, lvm, send, Error};
 
 use super::args::{flush, stdout, ProgressArgs, SnapArg, TextJson};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  thinsend-native send vg/snap1 > snap1.stream                 # full
+  thinsend-native send vg/snap1 vg/snap2 | ssh backup thinsend-native recv vg/replica
+  thinsend-native send vg/snap1 vg/snap2 | zstd | ssh backup 'zstd -d | thinsend-native recv vg/replica'
+  thinsend-native send -n vg/snap1 vg/snap2                    # records and stream size, nothing sent
+  thinsend-native send -n --format json vg/snap1 vg/snap2
+  thinsend-native send --stream-format linbit vg/snap1 vg/snap2 | ssh host thin_recv vg/replica
+  thinsend-native send --metadata pool_tmeta.img -m --source /dev/vg/snap2 --thin-id 2 --base-id 1 > s
+
+Needs root (or the disk group and LVM's rights) for the LVM form: it runs lvs and dmsetup and reads
+the pool's _tmeta. The metadata form needs read access to the metadata and data only.";
+
 /// Mirrors `send::StreamFormat` (owned by the send module).
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum StreamFormatArg {
+    /// thinsend-native's own format: checksummed records, the source's identity and base.
     Native,
+    /// LINBIT thin-send-recv 1.1, byte for byte (what thin_recv reads).
     Linbit,
 }
 
@@ -54,7 +69,7 @@ pub struct SendArgs {
     #[arg(long)]
     force: bool,
     /// Print the records that would be sent and the exact stream size; send nothing.
-    #[arg(long = "dry-run")]
+    #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
     /// Output of --dry-run.
     #[arg(long, value_enum, default_value_t = TextJson::Text, requires = "dry_run")]

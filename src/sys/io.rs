@@ -1,64 +1,53 @@
 //! Thin wrappers over the Linux calls the data path needs and std does not offer: splice, tee, pipe
 //! sizing, fadvise, hole punching, block-device ioctls, reflink, copy_file_range, mincore and xattrs.
-//! Each returns `std::io::Result`; callers add what and where.
+//! Each goes through `nix` (xattrs through the `xattr` crate, which nix lacks), takes the raw
+//! descriptor its callers hold, and returns `std::io::Result`; callers add what and where. `unsafe`
+//! is left only where no safe binding exists: borrowing a raw descriptor, the ioctls, and mincore.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
+use nix::errno::Errno;
+use nix::fcntl::{self, FallocateFlags, FcntlArg, OFlag, PosixFadviseAdvice, RenameFlags, SpliceFFlags};
+use nix::sys::stat::{self, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{self, Whence};
 
 /// Retries `f` while it fails with EINTR.
-fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+fn retry<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     loop {
         match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
     }
 }
 
-fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` is a valid, writable stat buffer; fstat fills it completely on success.
-    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
-    // SAFETY: fstat returned 0, so the buffer is initialised.
-    Ok(unsafe { st.assume_init() })
+/// `fd` as the borrowed descriptor nix's and std's safe calls take, for the length of one call.
+fn fd<'a>(raw: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: every caller passes a descriptor it holds open for the duration of the call the
+    // borrow is made for (the borrow never outlives the wrapper); a descriptor that is not open
+    // makes that call fail with EBADF, exactly as the raw system call would.
+    unsafe { BorrowedFd::borrow_raw(raw) }
 }
 
 /// Whether `fd` is a pipe or FIFO.
 pub fn is_pipe(fd: RawFd) -> bool {
-    fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO).unwrap_or(false)
+    stat::fstat(fd)
+        .map(|st| SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFIFO)
+        .unwrap_or(false)
 }
 
 /// Whether `fd` is a terminal.
-pub fn is_tty(fd: RawFd) -> bool {
-    // SAFETY: isatty only inspects the descriptor number.
-    unsafe { libc::isatty(fd) == 1 }
+pub fn is_tty(raw: RawFd) -> bool {
+    use std::io::IsTerminal;
+    fd(raw).is_terminal()
 }
 
 /// A new pipe `(read end, write end)`, close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
 /// Enlarges the pipe `fd` towards `/proc/sys/fs/pipe-max-size` (at most `want` bytes) and returns its
@@ -71,18 +60,14 @@ pub fn grow_pipe(fd: RawFd, want: usize) -> usize {
         .unwrap_or(1 << 20);
     let mut size = want.min(max).max(4096);
     while size >= 65536 {
-        // SAFETY: F_SETPIPE_SZ takes an int argument and only changes the pipe's capacity.
-        if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) } >= 0 {
+        if fcntl::fcntl(fd, FcntlArg::F_SETPIPE_SZ(size as libc::c_int)).is_ok() {
             break;
         }
         size /= 2;
     }
-    // SAFETY: F_GETPIPE_SZ takes no argument.
-    let got = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-    if got > 0 {
-        got as usize
-    } else {
-        65536
+    match fcntl::fcntl(fd, FcntlArg::F_GETPIPE_SZ) {
+        Ok(got) if got > 0 => got as usize,
+        _ => 65536,
     }
 }
 
@@ -90,43 +75,38 @@ pub fn grow_pipe(fd: RawFd, want: usize) -> usize {
 /// at `off_in`/`off_out` where given (advanced by the kernel) or at the file position.
 pub fn splice(
     fd_in: RawFd,
-    off_in: Option<&mut i64>,
+    mut off_in: Option<&mut i64>,
     fd_out: RawFd,
-    off_out: Option<&mut i64>,
+    mut off_out: Option<&mut i64>,
     len: usize,
 ) -> io::Result<usize> {
-    let pi = off_in.map_or(std::ptr::null_mut(), |o| o as *mut i64);
-    let po = off_out.map_or(std::ptr::null_mut(), |o| o as *mut i64);
     retry(|| {
-        // SAFETY: the offset pointers are null or point at live i64s borrowed for this call.
-        cvt_size(unsafe { libc::splice(fd_in, pi, fd_out, po, len, libc::SPLICE_F_MOVE) } as isize)
+        fcntl::splice(
+            fd(fd_in),
+            off_in.as_deref_mut(),
+            fd(fd_out),
+            off_out.as_deref_mut(),
+            len,
+            SpliceFFlags::SPLICE_F_MOVE,
+        )
     })
 }
 
 /// One `tee(2)` call: duplicates up to `len` bytes from pipe `fd_in` into pipe `fd_out`
 /// without consuming them.
 pub fn tee(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: tee takes only descriptors and a length.
-        cvt_size(unsafe { libc::tee(fd_in, fd_out, len, 0) } as isize)
-    })
+    retry(|| fcntl::tee(fd(fd_in), fd(fd_out), len, SpliceFFlags::empty()))
 }
 
 /// `read(2)` retried on EINTR.
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: `buf` is valid for writes of its length.
-        cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
-    })
+    retry(|| unistd::read(fd, buf))
 }
 
 /// Writes all of `buf` to `fd` at its file position.
-pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+pub fn write_all(raw: RawFd, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = retry(|| {
-            // SAFETY: `buf` is valid for reads of its length.
-            cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
-        })?;
+        let n = retry(|| unistd::write(fd(raw), buf))?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -145,42 +125,33 @@ pub enum Advice {
 /// `posix_fadvise`; a hint, so callers usually ignore its result.
 pub fn fadvise(fd: RawFd, offset: u64, len: u64, advice: Advice) -> io::Result<()> {
     let a = match advice {
-        Advice::WillNeed => libc::POSIX_FADV_WILLNEED,
-        Advice::DontNeed => libc::POSIX_FADV_DONTNEED,
-        Advice::Random => libc::POSIX_FADV_RANDOM,
+        Advice::WillNeed => PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        Advice::DontNeed => PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        Advice::Random => PosixFadviseAdvice::POSIX_FADV_RANDOM,
     };
-    // SAFETY: posix_fadvise takes only integers; it returns the error number instead of setting errno.
-    let r = unsafe { libc::posix_fadvise(fd, offset as i64, len as i64, a) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(r))
-    }
+    fcntl::posix_fadvise(fd, offset as i64, len as i64, a).map_err(io::Error::from)
 }
 
 /// Deallocates `[offset, offset+len)` of a regular file, keeping its size: the range reads as zeros.
 pub fn punch_hole(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
-    retry(|| {
-        // SAFETY: fallocate takes only integers.
-        cvt(unsafe {
-            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset as i64, len as i64)
-        })
-    })
-    .map(drop)
+    let mode = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    retry(|| fcntl::fallocate(fd, mode, offset as i64, len as i64))
 }
 
-// Block-device ioctls from <linux/fs.h>.
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272; // _IOR(0x12, 114, size_t)
-const BLKSSZGET: libc::c_ulong = 0x1268; // _IO(0x12, 104)
-const BLKDISCARD: libc::c_ulong = 0x1277; // _IO(0x12, 119)
-const BLKZEROOUT: libc::c_ulong = 0x127f; // _IO(0x12, 127)
-const FICLONE: libc::c_ulong = 0x4004_9409; // _IOW(0x94, 9, int)
+/// Block-device and reflink ioctls from <linux/fs.h>, as nix declares them (unsafe functions).
+mod ioctls {
+    nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+    nix::ioctl_read_bad!(blksszget, nix::request_code_none!(0x12, 104), libc::c_int);
+    nix::ioctl_write_ptr_bad!(blkdiscard, nix::request_code_none!(0x12, 119), [u64; 2]);
+    nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+    nix::ioctl_write_int!(ficlone, 0x94, 9);
+}
 
 /// Size in bytes of block device `fd`.
 pub fn blk_size(fd: RawFd) -> io::Result<u64> {
     let mut size: u64 = 0;
     // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at `size`.
-    cvt(unsafe { libc::ioctl(fd, BLKGETSIZE64 as _, &mut size as *mut u64) })?;
+    unsafe { ioctls::blkgetsize64(fd, &mut size) }?;
     Ok(size)
 }
 
@@ -188,7 +159,7 @@ pub fn blk_size(fd: RawFd) -> io::Result<u64> {
 pub fn blk_logical_block_size(fd: RawFd) -> io::Result<u32> {
     let mut size: libc::c_int = 0;
     // SAFETY: BLKSSZGET writes one int through the pointer, which points at `size`.
-    cvt(unsafe { libc::ioctl(fd, BLKSSZGET as _, &mut size as *mut libc::c_int) })?;
+    unsafe { ioctls::blksszget(fd, &mut size) }?;
     Ok(size.max(512) as u32)
 }
 
@@ -196,44 +167,36 @@ pub fn blk_logical_block_size(fd: RawFd) -> io::Result<u32> {
 pub fn blk_discard(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
     let range: [u64; 2] = [offset, len];
     // SAFETY: BLKDISCARD reads two u64s through the pointer, which points at `range`.
-    retry(|| cvt(unsafe { libc::ioctl(fd, BLKDISCARD as _, range.as_ptr()) })).map(drop)
+    retry(|| unsafe { ioctls::blkdiscard(fd, &range) }).map(drop)
 }
 
 /// `BLKZEROOUT` of `[offset, offset+len)` (both aligned to the logical block size).
 pub fn blk_zeroout(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
     let range: [u64; 2] = [offset, len];
     // SAFETY: BLKZEROOUT reads two u64s through the pointer, which points at `range`.
-    retry(|| cvt(unsafe { libc::ioctl(fd, BLKZEROOUT as _, range.as_ptr()) })).map(drop)
+    retry(|| unsafe { ioctls::blkzeroout(fd, &range) }).map(drop)
 }
 
 /// Makes `dst` share `src`'s extents (`FICLONE`): a copy that costs nothing where the filesystem
 /// supports it (btrfs, XFS with reflink); EOPNOTSUPP/EXDEV/EINVAL elsewhere.
 pub fn reflink(src: RawFd, dst: RawFd) -> io::Result<()> {
-    // SAFETY: FICLONE takes the source descriptor as its integer argument.
-    cvt(unsafe { libc::ioctl(dst, FICLONE as _, src as libc::c_ulong) }).map(drop)
+    // SAFETY: FICLONE takes the source descriptor as its integer argument; no memory is passed.
+    unsafe { ioctls::ficlone(dst, src as _) }.map(drop).map_err(io::Error::from)
 }
 
 /// One `copy_file_range(2)` call between explicit offsets (advanced by the kernel).
 pub fn copy_file_range(src: RawFd, off_in: &mut i64, dst: RawFd, off_out: &mut i64, len: usize) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: the offset pointers point at live i64s borrowed for this call.
-        cvt_size(unsafe { libc::copy_file_range(src, off_in as *mut i64, dst, off_out as *mut i64, len, 0) } as isize)
-    })
+    retry(|| fcntl::copy_file_range(fd(src), Some(&mut *off_in), fd(dst), Some(&mut *off_out), len))
 }
 
 /// `lseek` with SEEK_DATA (`data == true`) or SEEK_HOLE from `offset`; `None` at end of file.
 pub fn seek_data_hole(fd: RawFd, offset: u64, data: bool) -> io::Result<Option<u64>> {
-    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
-    // SAFETY: lseek takes only integers.
-    let r = unsafe { libc::lseek(fd, offset as i64, whence) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENXIO) {
-            return Ok(None);
-        }
-        return Err(e);
+    let whence = if data { Whence::SeekData } else { Whence::SeekHole };
+    match unistd::lseek(fd, offset as i64, whence) {
+        Ok(r) => Ok(Some(r as u64)),
+        Err(Errno::ENXIO) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    Ok(Some(r as u64))
 }
 
 /// Whether every page of `[offset, offset+len)` of `fd` is in the page cache right now (`mincore` of
@@ -244,49 +207,39 @@ pub fn is_cached(fd: RawFd, offset: u64, len: u64) -> bool {
         return true;
     }
     let start = offset / page * page;
-    let end = offset.saturating_add(len);
-    let map_len = (end - start) as usize;
-    // SAFETY: a fresh private read-only mapping at an address the kernel chooses; it is never
-    // dereferenced, only passed to mincore and unmapped below.
-    let addr =
-        unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ, libc::MAP_SHARED, fd, start as i64) };
-    if addr == libc::MAP_FAILED {
+    let map_len = (offset.saturating_add(len) - start) as usize;
+    // SAFETY: a fresh shared read-only mapping that is never dereferenced (so a concurrent truncation
+    // cannot fault through it), only passed to mincore; it is unmapped when `map` drops.
+    let Ok(map) = (unsafe { memmap2::MmapOptions::new().offset(start).len(map_len).map(fd) }) else {
         return false;
-    }
-    let pages = map_len.div_ceil(page as usize);
-    let mut vec = vec![0u8; pages];
-    // SAFETY: `addr` is the start of a mapping of `map_len` bytes and `vec` has one byte per page.
-    let r = unsafe { libc::mincore(addr, map_len, vec.as_mut_ptr()) };
-    // SAFETY: unmapping exactly the mapping created above.
-    unsafe { libc::munmap(addr, map_len) };
+    };
+    let mut vec = vec![0u8; map_len.div_ceil(page as usize)];
+    // SAFETY: `map` is a page-aligned mapping of `map_len` bytes and `vec` has one byte per page.
+    let r = unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map_len, vec.as_mut_ptr()) };
     r == 0 && vec.iter().all(|v| v & 1 == 1)
 }
 
-fn cstr(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+/// `fd` duplicated as a `File`, which is what the xattr crate's calls take (xattrs are set once
+/// per receive, so the extra descriptor costs nothing that matters).
+fn dup_file(raw: RawFd) -> io::Result<std::fs::File> {
+    fd(raw).try_clone_to_owned().map(std::fs::File::from)
 }
 
 /// The value of extended attribute `name` of `fd`; `None` if it is not set.
-pub fn get_xattr(fd: RawFd, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let name = cstr(name)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: `name` is NUL-terminated and `buf` is writable for its length.
-    let r = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    buf.truncate(r as usize);
-    Ok(Some(buf))
+pub fn get_xattr(raw: RawFd, name: &str) -> io::Result<Option<Vec<u8>>> {
+    xattr::FileExt::get_xattr(&dup_file(raw)?, name)
 }
 
-pub fn set_xattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
-    let name = cstr(name)?;
-    // SAFETY: `name` is NUL-terminated and `value` is readable for its length.
-    cvt(unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+pub fn set_xattr(raw: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
+    xattr::FileExt::set_xattr(&dup_file(raw)?, name, value)
+}
+
+/// Removes extended attribute `name` of `fd`; not an error if it is not set.
+pub fn remove_xattr(raw: RawFd, name: &str) -> io::Result<()> {
+    match xattr::FileExt::remove_xattr(&dup_file(raw)?, name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        r => r,
+    }
 }
 
 /// Whether an error means "the filesystem or device does not do this".
@@ -304,10 +257,10 @@ pub fn sync_dir_of(path: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// A borrowed descriptor for the process's standard streams.
-pub fn stdio(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: 0, 1 and 2 stay open for the life of the process (we never close them).
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// A borrowed descriptor for the process's standard streams (0, 1 and 2 stay open for the life of
+/// the process: we never close them).
+pub fn stdio(raw: RawFd) -> BorrowedFd<'static> {
+    fd(raw)
 }
 
 /// `AsRawFd` shorthand used by callers holding `File`s.
@@ -317,9 +270,11 @@ pub fn raw(f: &impl AsRawFd) -> RawFd {
 
 /// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file description holds the lock.
 pub fn try_lock(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: flock takes only integers.
-    match retry(|| cvt(unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) })) {
-        Ok(_) => Ok(true),
+    // nix's replacement, `Flock`, takes ownership of the file; callers keep theirs and the lock
+    // lives as long as their open file description.
+    #[allow(deprecated)]
+    match retry(|| fcntl::flock(fd, fcntl::FlockArg::LockExclusiveNonblock)) {
+        Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
         Err(e) => Err(e),
     }
@@ -327,33 +282,12 @@ pub fn try_lock(fd: RawFd) -> io::Result<bool> {
 
 /// Sets the modification time of `fd` (nanoseconds since the epoch), leaving its access time.
 pub fn set_mtime(fd: RawFd, mtime_ns: i128) -> io::Result<()> {
-    let t = [
-        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        libc::timespec {
-            tv_sec: mtime_ns.div_euclid(1_000_000_000) as libc::time_t,
-            tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
-        },
-    ];
-    // SAFETY: `t` holds the two timespecs futimens reads.
-    cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map(drop)
+    let mtime =
+        TimeSpec::new(mtime_ns.div_euclid(1_000_000_000) as libc::time_t, mtime_ns.rem_euclid(1_000_000_000) as _);
+    stat::futimens(fd, &TimeSpec::UTIME_OMIT, &mtime).map_err(io::Error::from)
 }
 
 /// `renameat2(.., RENAME_NOREPLACE)`: renames `from` to `to` unless `to` exists (EEXIST).
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let f = CString::new(from.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let t = CString::new(to.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: both paths are NUL-terminated strings that outlive the call.
-    cvt(unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) })
-        .map(drop)
-}
-
-/// Removes extended attribute `name` of `fd`; not an error if it is not set.
-pub fn remove_xattr(fd: RawFd, name: &str) -> io::Result<()> {
-    let name = cstr(name)?;
-    // SAFETY: `name` is NUL-terminated.
-    match cvt(unsafe { libc::fremovexattr(fd, name.as_ptr()) }) {
-        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
-        r => r.map(drop),
-    }
+    fcntl::renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
 }
