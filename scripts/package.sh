@@ -36,7 +36,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$root/usr/
 install -m 0755 "$bin" "$root/usr/bin/$pkg"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/$pkg"
 
-"$root/usr/bin/$pkg" man "$stage/man" >/dev/null
+"$root/usr/bin/$pkg" manpages "$stage/man" >/dev/null
 for page in "$stage"/man/*.1; do
   gzip -9n < "$page" > "$root/usr/share/man/man1/$(basename "$page").gz"
 done

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The whole test suite: installs what it needs, then formatting, lints, every cargo test (oracle,
-# corruption, fuzz, round trips) and, unless THINSEND_SKIP_VM=1, the real-kernel scenarios in a VM.
+# corruption, fuzz, round trips), the Debian package installed for real (unless THINSEND_SKIP_PACKAGE=1)
+# and, unless THINSEND_SKIP_VM=1, the real-kernel scenarios in a VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -11,6 +12,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --release --quiet
 cargo test --workspace --release 2>&1 | tee target/cargo-test.log
 grep -q '^test result: FAILED' target/cargo-test.log && exit 1
+# The Debian package, built, installed with apt-get, checked and removed (about a minute; root).
+if [ "${THINSEND_SKIP_PACKAGE:-0}" != 1 ]; then
+  bash tests/package-test.sh
+fi
 if [ "${THINSEND_SKIP_VM:-0}" != 1 ] && [ -x tests/vm/run-all.sh ]; then
   bash tests/vm/run-all.sh
 fi

@@ -1,6 +1,6 @@
-//! `completions SHELL` and the hidden `man DIR`: shell completion scripts and one manual page per
+//! `completions SHELL` and `manpages DIR`: shell completion scripts and one manual page per
 //! subcommand, both generated from the clap definitions (what the Debian package ships, so the
-//! documentation cannot drift from the flags).
+//! documentation cannot drift from the flags; `cargo install` users make their own the same way).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -21,6 +21,11 @@ Examples:
   thinsend-native completions fish > ~/.config/fish/completions/thinsend-native.fish
   source <(thinsend-native completions bash)     # this shell only";
 
+pub const MANPAGES_EXAMPLES: &str = "\
+Examples:
+  thinsend-native manpages /usr/local/share/man/man1 && mandb -q
+  thinsend-native manpages /tmp/pages && man -l /tmp/pages/thinsend-native-send.1";
+
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
     /// The shell to write the completion script for.
@@ -40,11 +45,27 @@ pub struct ManArgs {
 pub fn completions(a: CompletionsArgs, mut cmd: Command) -> Result<ExitCode, Error> {
     // Generated into memory first: clap_complete panics on a failed write, a closed pipe must not.
     let mut script = Vec::new();
-    clap_complete::generate(a.shell, &mut cmd, "thinsend-native", &mut script);
+    clap_complete::generate(a.shell, &mut cmd, BIN, &mut script);
+    if a.shell == Shell::Bash {
+        script = fix_bash_arms(&String::from_utf8_lossy(&script), BIN).into_bytes();
+    }
     let mut out = stdout();
     out.write_all(&script).map_err(|e| Error::io("<stdout>", e))?;
     flush(&mut out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+const BIN: &str = "thinsend-native";
+
+/// clap_complete's bash script spells a subcommand's state `thinsend__native__subcmd__send` in its
+/// dispatch loop but `thinsend__subcmd__native__subcmd__send` in the case arms when the program
+/// name has a hyphen (clap-rs/clap#6421, open in clap_complete 4.6.12), so no option of a
+/// subcommand ever completed. Spell the arms as the loop does.
+fn fix_bash_arms(script: &str, bin: &str) -> String {
+    if !bin.contains('-') {
+        return script.to_string();
+    }
+    script.replace(&bin.replace('-', "__subcmd__"), &bin.replace('-', "__"))
 }
 
 /// The manual pages of `cmd` and of each visible subcommand, as (file name, roff text).
@@ -133,6 +154,21 @@ mod tests {
             .subcommand(Command::new("one").about("First").after_help("Examples:\n  tool one --all"))
             .subcommand(Command::new("two").about("Second"))
             .subcommand(Command::new("secret").hide(true))
+    }
+
+    /// Every state the bash script's dispatch loop can reach (`cmd="..."`) has a case arm.
+    #[test]
+    fn bash_completion_has_an_arm_for_every_subcommand_state() {
+        let mut cmd = super::super::command();
+        let mut raw = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut cmd, BIN, &mut raw);
+        let script = fix_bash_arms(&String::from_utf8(raw).unwrap(), BIN);
+        let states: Vec<&str> =
+            script.lines().filter_map(|l| l.trim().strip_prefix("cmd=\"")?.strip_suffix('"')).collect();
+        assert!(states.contains(&"thinsend__native__subcmd__send"), "{states:?}");
+        for state in states.iter().filter(|s| !s.is_empty()) {
+            assert!(script.contains(&format!("        {state})\n")), "no case arm for {state}");
+        }
     }
 
     #[test]

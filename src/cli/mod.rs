@@ -95,9 +95,9 @@ enum Cmd {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(after_help = completions::EXAMPLES)]
     Completions(completions::CompletionsArgs),
-    /// Write one manual page per subcommand into DIR (how the package's pages are made).
-    #[command(hide = true)]
-    Man(completions::ManArgs),
+    /// Write the manual pages, one per subcommand, into a directory.
+    #[command(after_help = completions::MANPAGES_EXAMPLES)]
+    Manpages(completions::ManArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -110,7 +110,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Recv(a) => recv::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Completions(a) => completions::completions(a, command()),
-        Cmd::Man(a) => completions::man(a, command()),
+        Cmd::Manpages(a) => completions::man(a, command()),
     }
 }
 
