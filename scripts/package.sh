@@ -3,7 +3,7 @@
 # debhelper, nothing beyond what a Debian machine with cargo already has.
 #   thinsend-native_<version>_amd64.deb: the binary, one manual page per subcommand, bash/zsh/fish
 #     completions (all generated from the clap definitions by the binary itself), the README, and
-#     contrib/systemd units when contrib/ has them.
+#     the systemd units (*.service, *.timer) in contrib/ or contrib/*/ when the tree has them.
 #   thinsend-native-linbit-compat_<version>_all.deb: /usr/bin/thin_send and thin_recv as symlinks to
 #     the binary (it takes thin-send-recv 1.1.3's options under those names). A separate package
 #     because installing them over LINBIT's thin-send-recv must be a choice: it Conflicts/Replaces
@@ -58,8 +58,8 @@ License: MIT or Apache-2.0
 EOF
 # contrib/ systemd units, when the tree has them at build time.
 units=()
-if [ -d contrib/systemd ]; then
-  mapfile -t units < <(find contrib/systemd -maxdepth 1 -type f \( -name '*.service' -o -name '*.timer' \) | sort)
+if [ -d contrib ]; then
+  mapfile -t units < <(find contrib -maxdepth 2 -type f \( -name '*.service' -o -name '*.timer' \) | sort)
 fi
 if [ ${#units[@]} -gt 0 ]; then
   install -d "$root/lib/systemd/system"

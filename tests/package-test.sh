@@ -44,6 +44,9 @@ DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "$deb" >"$out/in
   { cat "$out/install.log" >&2; fail "apt-get install $deb"; }
 dpkg -L thinsend-native | sort > "$out/files"
 echo "package-test: installed, $(wc -l < "$out/files") paths"
+while read -r unit; do
+  grep -qx "/lib/systemd/system/$(basename "$unit")" "$out/files" || fail "contrib unit $unit is not in the package"
+done < <(find contrib -maxdepth 2 -type f \( -name '*.service' -o -name '*.timer' \) 2>/dev/null)
 
 # 3. --version, and -V on a subcommand, from the installed binary.
 [ "$(/usr/bin/thinsend-native --version)" = "thinsend-native $version" ] || fail "--version: $(/usr/bin/thinsend-native --version)"
