@@ -24,11 +24,11 @@ fn retry<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     }
 }
 
-/// `fd` as the borrowed descriptor nix's and std's safe calls take, for the length of one call.
+/// `raw` as the borrowed descriptor nix's and std's safe calls take.
 fn fd<'a>(raw: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: every caller passes a descriptor it holds open for the duration of the call the
-    // borrow is made for (the borrow never outlives the wrapper); a descriptor that is not open
-    // makes that call fail with EBADF, exactly as the raw system call would.
+    // SAFETY: the wrappers below use the borrow for the one call they make, on a descriptor their
+    // caller holds open across it (a closed one fails that call with EBADF, as the raw system call
+    // would); `stdio` keeps it only for 0, 1 and 2, which this process never closes.
     unsafe { BorrowedFd::borrow_raw(raw) }
 }
 
