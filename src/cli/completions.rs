@@ -117,7 +117,7 @@ fn page(cmd: Command, see_also: &str) -> std::io::Result<Vec<u8>> {
     for para in parts {
         roff.control("PP", []).text([roman(para.replace('\n', " "))]);
     }
-    roff.control("SH", ["SEE ALSO"]).text([roman(see_also)]);
+    roff.control("SH", ["SEE ALSO"]).control("nh", []).text([roman(see_also)]);
     roff.to_writer(&mut w)?;
     if has_version {
         man.render_version_section(&mut w)?;
@@ -184,7 +184,7 @@ mod tests {
         let page = std::fs::read_to_string(dir.path().join("tool-one.1")).unwrap();
         assert!(page.contains(".TH tool-one 1"), "{page}");
         assert!(page.contains(".SH EXAMPLES\n.nf\ntool one \\-\\-all\n.fi\n"), "{page}");
-        assert!(page.contains(".SH \"SEE ALSO\"\ntool(1)\n"), "{page}");
+        assert!(page.contains(".SH \"SEE ALSO\"\n.nh\ntool(1)\n"), "{page}");
         let top = std::fs::read_to_string(dir.path().join("tool.1")).unwrap();
         assert!(top.contains("tool one\ntool two \\-x\n.fi\n.PP\nSome prose over two lines.\n"), "{top}");
         assert!(top.contains("tool\\-one(1), tool\\-two(1)"), "{top}");
