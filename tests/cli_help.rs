@@ -72,16 +72,22 @@ fn every_subcommand_has_examples_and_a_version() {
     assert!(ok && help.contains("\nExamples:\n") && help.contains("Exit status: 0 success"), "{help}");
 }
 
+/// Whether `id` was given on the command line (for a flag or an option alike).
+fn given(m: &clap::ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
 #[test]
 fn short_flags_zfs_users_expect() {
-    let m = cli::command().try_get_matches_from(["thinsend-native", "send", "-n", "-v", "vg/a", "vg/b"]).unwrap();
+    let parse = |argv: &[&str]| cli::command().try_get_matches_from([&["thinsend-native"][..], argv].concat());
+    let m = parse(&["send", "-n", "-v", "vg/a", "vg/b"]).unwrap();
     let send = m.subcommand_matches("send").unwrap();
-    assert!(send.get_flag("dry_run") && send.get_flag("progress"), "-n is --dry-run, -v is --progress");
-    let m = cli::command().try_get_matches_from(["thinsend-native", "recv", "-q", "--to", "x"]).unwrap();
-    assert!(m.subcommand_matches("recv").unwrap().get_flag("quiet"), "-q is --quiet");
-    let m = cli::command().try_get_matches_from(["thinsend-native", "recv", "--verbose", "vg/lv"]).unwrap();
-    assert!(m.subcommand_matches("recv").unwrap().get_flag("progress"), "--verbose is --progress");
-    let e = cli::command().try_get_matches_from(["thinsend-native", "send", "-v", "-q", "vg/a"]).unwrap_err();
+    assert!(given(send, "dry_run") && given(send, "progress"), "-n is --dry-run, -v is --progress");
+    let m = parse(&["recv", "-q", "--to", "x"]).unwrap();
+    assert!(given(m.subcommand_matches("recv").unwrap(), "quiet"), "-q is --quiet");
+    let m = parse(&["recv", "--verbose", "vg/lv"]).unwrap();
+    assert!(given(m.subcommand_matches("recv").unwrap(), "progress"), "--verbose is --progress");
+    let e = parse(&["send", "-v", "-q", "vg/a"]).unwrap_err();
     assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
 }
 
