@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Send/receive throughput against cat and dd, and bytes read by an incremental send.
+# Send/receive throughput against cat and dd (and the binary before this change, OLD=), CPU seconds
+# per GB, and bytes read by an incremental send.
 #
 # Builds the release binary, makes a pool with thin_restore: thin 1 maps a whole volume of
 # BENCH_GIB GiB (default 4) on 64 KiB blocks, thin 2 is a snapshot of it with 1% of the blocks
 # rewritten (every 100th block, so the change is scattered). The pool data file is filled with
 # random bytes and read once so it is in the page cache (warm), then prints:
-#   1. full send of thin 1 through a pipe to `cat >/dev/null`, against `cat` of the pool data file
-#      through the same pipe: throughput ratio (target >= 0.9);
-#   2. recv of that stream (read by `cat` from a cached file) into a new file, against
-#      `dd bs=1M conv=fdatasync` writing the same bytes from the same kind of pipe into a new file
-#      (both fdatasync at the end): throughput ratio (target >= 0.8);
+#   1. full send of thin 1 through a pipe to `cat >/dev/null`, from the pool data file (--data) and
+#      from a loop device over the volume (--source, direct-io, what reading an LV looks like), warm
+#      and cold (the file dropped with POSIX_FADV_DONTNEED, the loop device with BLKFLSBUF), against
+#      `cat` (warm) / `dd bs=1M iflag=direct` (cold) and the OLD binary: MB/s and CPU s/GB each;
+#   2. recv of that stream (read by `cat` from a cached file) into a new file and into a loop device,
+#      against `dd bs=1M conv=fdatasync` writing the same bytes from the same kind of pipe to the
+#      same kind of target: throughput ratio (target >= 0.95);
 #   3. an incremental send thin 1 -> thin 2 with the pool data file dropped from the page cache first
 #      (POSIX_FADV_DONTNEED on that file only) and the metadata cached: the storage bytes the sender
 #      read (read_bytes of /proc/PID/io, which includes readahead) against the changed bytes.
@@ -81,16 +84,52 @@ ratio() { echo "scale=3; ($1 / $2) / ($3 / $4)" | bc -l; }
 cat "$W/data" >/dev/null  # warm the page cache
 echo "thinsend-native send/recv benchmark: volume $VOL bytes ($GIB GiB, 64 KiB blocks), pool data file $DATA_BYTES bytes (cached), best of $RUNS"
 
-# --- 1. full send vs cat ----------------------------------------------------------------------
-SEND="$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $((NB * BS)) --quiet"
-STREAM_BYTES=$($BIN send --metadata "$W/meta" --data "$W/data" --thin-id 1 --size $((NB * BS)) --dry-run | tail -1 | sed 's/.*; \([0-9]*\) stream bytes/\1/')
-t_cat=$(best_of "cat $W/data | cat >/dev/null")
-t_send=$(best_of "$SEND | cat >/dev/null")
-t_send_lb=$(best_of "$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $((NB * BS)) --stream-format linbit --quiet | cat >/dev/null")
-r_send=$(ratio "$STREAM_BYTES" "$t_send" "$DATA_BYTES" "$t_cat")
-printf '1. full send through a pipe:  cat %s MB/s (%s bytes in %.3fs); send native %s MB/s (%s stream bytes in %.3fs); send linbit %s MB/s\n' \
-  "$(rate "$DATA_BYTES" "$t_cat")" "$DATA_BYTES" "$t_cat" "$(rate "$STREAM_BYTES" "$t_send")" "$STREAM_BYTES" "$t_send" "$(rate "$VOL" "$t_send_lb")"
-printf '   ratio send/cat = %s (target >= 0.9)\n' "$r_send"
+# --- 1. full send vs cat / dd iflag=direct, old binary vs new, from a file and a loop device ------
+# OLD=path (default /work/ref/thinsend-before when present) is the binary before this change.
+OLD=${OLD:-/work/ref/thinsend-before}
+[ -x "$OLD" ] || OLD=""
+head -c "$VOL" "$W/data" >"$W/vol"   # the volume itself, for --source and the loop device
+LOOP=$(losetup -f --show --direct-io=on "$W/vol" 2>/dev/null || true)
+[ -n "$LOOP" ] && trap 'losetup -d "$LOOP"; rm -rf "$W"' EXIT
+drop_cache() { python3 -c "import os,sys
+for p in sys.argv[1:]:
+    fd=os.open(p,os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)" "$@"; }
+# one CMD: wall seconds of `CMD | cat >/dev/null` and CMD's own CPU seconds (user+sys)
+one() {
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -o "$W/cpu" -f '%U %S' $1 | cat >/dev/null
+  t1=$(now)
+  echo "$(echo "$t1 - $t0" | bc -l) $(awk '{print $1 + $2}' "$W/cpu")"
+}
+# src_row NAME SRC_ARGS REF_WARM REF_COLD COLD_CMD: warm and cold rows for one source
+src_row() {
+  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 temp ref bin
+  for temp in warm cold; do
+    ref=$refw; [ $temp = cold ] && ref=$refc
+    local line="   $name $temp:"
+    for what in ref old new; do
+      case $what in
+        ref) cmd="$ref";;
+        old) [ -n "$OLD" ] || continue; cmd="$OLD send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
+        new) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
+      esac
+      if [ $temp = cold ]; then eval "$cold"; else $cmd >/dev/null 2>&1 || true; fi
+      read -r t c < <(one "$cmd")
+      line="$line $what $(rate "$VOL" "$t") MB/s $(echo "scale=2; $c / ($VOL / 1000000000)" | bc -l) CPU s/GB;"
+    done
+    echo "$line"
+  done
+}
+echo "1. full send of $VOL bytes through a pipe into cat >/dev/null (load: $(cut -d' ' -f1-3 /proc/loadavg)); CPU is the sender's (or cat's/dd's)"
+src_row "from the pool data file (--data)" "--data $W/data" "cat $W/data" "dd if=$W/data bs=1M iflag=direct status=none" "drop_cache $W/data"
+if [ -n "$LOOP" ]; then
+  src_row "from a loop device (--source $LOOP, direct-io)" "--source $LOOP" "cat $LOOP" "dd if=$LOOP bs=1M iflag=direct status=none" "blockdev --flushbufs $LOOP; drop_cache $W/vol"
+else
+  echo "   loop device: cannot attach one (needs root): skipped"
+fi
+SEND="$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $VOL --quiet"
+STREAM_BYTES=$($SEND | wc -c)
 
 # --- 2. recv into a file vs dd ----------------------------------------------------------------
 $SEND >"$W/stream"
@@ -105,8 +144,21 @@ cmp -s "$W/out" "$W/raw" || { echo "bench: received image differs from the sourc
 r_recv=$(ratio "$VOL" "$t_recv" "$VOL" "$t_dd")
 printf '2. recv into a file (fdatasync): dd %s MB/s (%.3fs); recv %s MB/s (%.3fs) of %s data bytes\n' \
   "$(rate "$VOL" "$t_dd")" "$t_dd" "$(rate "$VOL" "$t_recv")" "$t_recv" "$VOL"
-printf '   ratio recv/dd = %s (target >= 0.8)\n' "$r_recv"
-rm -f "$W/out" "$W/out.dd" "$W/raw" "$W/stream"
+printf '   ratio recv/dd = %s (target >= 0.95)\n' "$r_recv"
+rm -f "$W/out" "$W/out.dd"
+if [ -n "$LOOP" ]; then
+  truncate -s "$VOL" "$W/tgt"
+  TLOOP=$(losetup -f --show --direct-io=on "$W/tgt")
+  trap 'losetup -d "$LOOP"; losetup -d "$TLOOP"; rm -rf "$W"' EXIT
+  t_dd=$(best_of "cat $W/raw | dd of=$TLOOP bs=1M iflag=fullblock conv=fdatasync status=none")
+  BEFORE="rm -f $W/tstate"
+  t_recv=$(best_of "cat $W/stream | $BIN recv --to $TLOOP --state-file $W/tstate --quiet")
+  unset BEFORE
+  cmp -s -n "$VOL" "$TLOOP" "$W/raw" || { echo "bench: received loop device differs from the source" >&2; exit 1; }
+  printf '   recv into a loop device (direct-io): dd %s MB/s (%.3fs); recv %s MB/s (%.3fs); ratio %s (target >= 0.95)\n' \
+    "$(rate "$VOL" "$t_dd")" "$t_dd" "$(rate "$VOL" "$t_recv")" "$t_recv" "$(ratio "$VOL" "$t_recv" "$VOL" "$t_dd")"
+fi
+rm -f "$W/raw" "$W/stream"
 
 # --- 3. incremental: bytes read -------------------------------------------------------------
 drop_cache() { python3 -c "import os,sys

@@ -1,12 +1,13 @@
 #!/bin/bash
 # Installs what building and testing need on a fresh Debian 12 machine: Debian's
 # thin-provisioning-tools (the test oracle: thin_dump, thin_delta, thin_ls, thin_restore, thin_check),
-# xfsprogs (recv tests and bench mount a loop XFS to have reflink), and for tests/package-test.sh
-# (the .deb installed for real) man-db and bash-completion.
+# xfsprogs (recv tests and bench mount a loop XFS to have reflink), zstd (bench/compress.sh compares
+# the built-in compression with a `zstd -T0` pipeline), and for tests/package-test.sh (the .deb
+# installed for real) man-db and bash-completion.
 # The VM harness (tests/vm) installs qemu, lvm2 and the kernel itself, privately and cached.
 set -euo pipefail
 need=()
-for p in thin-provisioning-tools xfsprogs man-db bash-completion; do
+for p in thin-provisioning-tools xfsprogs zstd man-db bash-completion; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

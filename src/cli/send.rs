@@ -74,6 +74,17 @@ pub struct SendArgs {
     /// Output of --dry-run.
     #[arg(long, value_enum, default_value_t = TextJson::Text, requires = "dry_run")]
     format: TextJson,
+    /// Compress DATA with zstd (LEVEL 1-19, default 3) on all cores, as ZDATA records; records that
+    /// do not shrink go raw. Native format only; recv and inspect decompress.
+    #[arg(long, value_name = "zstd[:LEVEL]", value_parser = send::compress::parse)]
+    compress: Option<i32>,
+    /// Send mapped blocks that read as zeros as DATA (by default a full stream leaves them out and
+    /// an incremental sends them as UNMAP).
+    #[arg(long = "no-zero-detect")]
+    no_zero_detect: bool,
+    /// Limit the stream to RATE bytes a second (50M, 1G: binary units), smooth within a second.
+    #[arg(long, value_name = "RATE", value_parser = crate::cli::size::parse_nonzero)]
+    bwlimit: Option<u64>,
     /// Write the stream even when stdout is a terminal.
     #[arg(long = "allow-tty")]
     allow_tty: bool,
@@ -86,6 +97,10 @@ fn refuse_tty(allow_tty: bool) -> Result<(), Error> {
         return Err(Error::Usage("not writing a data stream to a terminal: redirect stdout (or --allow-tty)".into()));
     }
     Ok(())
+}
+
+fn data_path(a: &SendArgs) -> send::DataPath {
+    send::DataPath { zero_detect: !a.no_zero_detect, compress: a.compress, bwlimit: a.bwlimit }
 }
 
 fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
@@ -101,6 +116,7 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         read_from: a.read_from,
         progress: a.progress.mode(),
         allow_backward: a.force,
+        data_path: data_path(&a),
     };
     if a.dry_run {
         let mut out = stdout();
@@ -121,6 +137,7 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
     if !a.lvs.is_empty() {
         return run_lvm(a, format);
     }
+    let data_path = data_path(&a);
     let metadata = a.metadata.ok_or_else(|| Error::Usage("--metadata is required".into()))?;
     let thin_id = a.thin_id.ok_or_else(|| Error::Usage("--thin-id is required".into()))?;
     let opts = send::Options {
@@ -133,6 +150,7 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
         progress: a.progress.mode(),
         copy: send::CopyMode::from_env(),
         allow_backward: a.force,
+        data_path,
         ..send::Options::default()
     };
     let pool = a.snap.open(&metadata)?;

@@ -1,6 +1,7 @@
 //! Moving bytes from the source into the stream: readahead and cache dropping ahead of and behind the
-//! reads, splice where bytes pass unchanged, tee for a checksum without a second read, and the
-//! [`Sender`] that turns the plan's records into framing and payload.
+//! reads, splice where bytes pass unchanged (LINBIT), the [`Out`] every path writes through (paced by
+//! `--bwlimit`), and the [`Sender`] that turns the plan's records into framing and payload on the
+//! splice paths (the native default is `pipeline`).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -8,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::out::{out_error, Out};
 use super::plan::{Emit, Step, Steps};
 use super::{internal, CopyMode};
 use crate::error::{Error, Result};
@@ -38,7 +40,7 @@ impl Source {
         self.file.as_raw_fd()
     }
 
-    fn read_error(&self, off: u64, e: std::io::Error) -> Error {
+    pub(crate) fn read_error(&self, off: u64, e: std::io::Error) -> Error {
         let block = off.checked_div(self.bs).unwrap_or(0);
         let unit = if self.from_thin { "thin" } else { "data" };
         let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -49,7 +51,7 @@ impl Source {
         Error::Other(format!("{} {}: {what}", self.what, self.path.display()))
     }
 
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+    pub(crate) fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
         self.file.read_exact_at(buf, off).map_err(|e| self.read_error(off, e))
     }
 }
@@ -73,7 +75,8 @@ pub(crate) struct Readahead<'a> {
 /// (the stream pipe may still reference pages just spliced).
 const AHEAD: u64 = 32 << 20;
 const BEHIND: u64 = 4 << 20;
-const PREFETCH_PIECE: u64 = 4 << 20;
+/// One `mincore` (is it cached?) per piece: 16 MiB keeps it to 64 calls a GiB.
+const PREFETCH_PIECE: u64 = 16 << 20;
 
 impl<'a> Readahead<'a> {
     pub(crate) fn new(fd: RawFd, ahead: Steps<'a>) -> Self {
@@ -81,7 +84,7 @@ impl<'a> Readahead<'a> {
     }
 
     /// Before reading the next `len` source bytes.
-    fn before(&mut self, len: u64) {
+    pub(crate) fn before(&mut self, len: u64) {
         let want = self.consumed + len + AHEAD;
         while !self.done && self.prefetched < want {
             match self.ahead.next() {
@@ -120,6 +123,13 @@ impl<'a> Readahead<'a> {
         }
     }
 
+    /// The stream consumed `total` source bytes so far (counted by another thread).
+    pub(crate) fn caught_up(&mut self, total: u64) {
+        if total > self.consumed {
+            self.after(total - self.consumed);
+        }
+    }
+
     /// At the end of the send: release everything this send brought in.
     pub(crate) fn finish(&mut self) {
         while let Some((off, n, drop, end)) = self.pending.pop_front() {
@@ -127,114 +137,6 @@ impl<'a> Readahead<'a> {
                 let _ = sys::fadvise(self.fd, off, n, sys::Advice::DontNeed);
             }
         }
-    }
-}
-
-/// The stream's output descriptor.
-pub(crate) struct Out {
-    fd: RawFd,
-    /// A private pipe for splicing when `fd` is not a pipe.
-    relay: Option<(OwnedFd, OwnedFd)>,
-    is_pipe: bool,
-    /// Splice failed once (e.g. O_APPEND file): copy through user space from then on.
-    no_splice: bool,
-    pub(crate) bytes: u64,
-    buf: Vec<u8>,
-}
-
-fn out_error(e: std::io::Error) -> Error {
-    Error::io("<stdout>", e)
-}
-
-impl Out {
-    pub(crate) fn new(fd: RawFd) -> Self {
-        let is_pipe = sys::is_pipe(fd);
-        if is_pipe {
-            sys::grow_pipe(fd, 1 << 20);
-        }
-        Out { fd, relay: None, is_pipe, no_splice: false, bytes: 0, buf: Vec::new() }
-    }
-
-    pub(crate) fn write(&mut self, b: &[u8]) -> Result<()> {
-        sys::write_all(self.fd, b).map_err(out_error)?;
-        self.bytes += b.len() as u64;
-        Ok(())
-    }
-
-    /// Moves `len` bytes at `off` of `src` into the stream unchanged.
-    fn copy(&mut self, src: &Source, off: u64, len: u64) -> Result<()> {
-        if !self.no_splice {
-            match self.splice(src, off, len) {
-                Ok(()) => return Ok(()),
-                Err((0, e)) if e.raw_os_error() == Some(libc::EINVAL) => self.no_splice = true,
-                Err((done, e)) => {
-                    return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        src.read_error(off + done, e)
-                    } else if done == u64::MAX {
-                        src.read_error(off, e)
-                    } else {
-                        out_error(e)
-                    })
-                }
-            }
-        }
-        let mut done = 0u64;
-        self.buf.resize(1 << 20, 0);
-        while done < len {
-            let n = (len - done).min(self.buf.len() as u64) as usize;
-            let mut buf = std::mem::take(&mut self.buf);
-            let r = src.read_at(&mut buf[..n], off + done).and_then(|()| self.write(&buf[..n]));
-            self.buf = buf;
-            r?;
-            done += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Splice `src[off..off+len]` to the output. Errors carry the bytes done before them
-    /// (`u64::MAX` marks a source-side error).
-    fn splice(&mut self, src: &Source, off: u64, len: u64) -> std::result::Result<(), (u64, std::io::Error)> {
-        let mut pos = off as i64;
-        let mut done = 0u64;
-        if self.is_pipe {
-            while done < len {
-                let want = (len - done).min(1 << 30) as usize;
-                let n = sys::splice(src.fd(), Some(&mut pos), self.fd, None, want).map_err(|e| (done, e))?;
-                if n == 0 {
-                    return Err((done, std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                done += n as u64;
-                self.bytes += n as u64;
-            }
-            return Ok(());
-        }
-        if self.relay.is_none() {
-            let p = sys::pipe().map_err(|e| (0, e))?;
-            sys::grow_pipe(p.1.as_raw_fd(), 1 << 20);
-            self.relay = Some(p);
-        }
-        let Some((r, w)) = &self.relay else {
-            return Err((0, std::io::ErrorKind::Other.into()));
-        };
-        let (r, w) = (r.as_raw_fd(), w.as_raw_fd());
-        while done < len {
-            let want = (len - done).min(1 << 20) as usize;
-            let n = sys::splice(src.fd(), Some(&mut pos), w, None, want).map_err(|e| (u64::MAX, e))?;
-            if n == 0 {
-                return Err((done, std::io::ErrorKind::UnexpectedEof.into()));
-            }
-            let mut left = n;
-            while left > 0 {
-                let m = sys::splice(r, None, self.fd, None, left).map_err(|e| (done, e))?;
-                if m == 0 {
-                    return Err((done, std::io::ErrorKind::WriteZero.into()));
-                }
-                left -= m;
-            }
-            done += n as u64;
-            self.bytes += n as u64;
-        }
-        Ok(())
     }
 }
 
@@ -256,7 +158,7 @@ impl TeePipes {
 
 /// Moves records into the stream.
 pub(crate) struct Sender<'s, 'a> {
-    pub out: Out,
+    pub out: &'s mut Out,
     pub src: &'s Source,
     pub ra: Readahead<'a>,
     pub mode: CopyMode,
@@ -265,14 +167,14 @@ pub(crate) struct Sender<'s, 'a> {
     pub pending: Option<(u64, u64)>,
     pub buf: Vec<u8>,
     pub tee: Option<TeePipes>,
-    pub progress: Progress,
+    pub progress: &'s mut Progress,
 }
 
 impl Sender<'_, '_> {
     fn data_record(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
         let n = len as usize;
         match self.mode {
-            CopyMode::SpliceAfterRead => {
+            CopyMode::SpliceAfterRead | CopyMode::Buffered => {
                 self.buf.resize(n, 0);
                 self.src.read_at(&mut self.buf[..n], src)?;
                 let crc = crc32c::crc32c(&self.buf[..n]);
@@ -343,6 +245,9 @@ impl Sender<'_, '_> {
         }
         let h = self.writer.data(offset, len, crc);
         self.out.write(&h)?;
+        if let Some(p) = &mut self.out.pace {
+            p.take(len as usize);
+        }
         let mut left = len as usize;
         while left > 0 {
             let m = sys::splice(ar, None, self.out.fd, None, left).map_err(out_error)?;

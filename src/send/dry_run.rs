@@ -24,7 +24,7 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
     let plan = Plan::new(pool, opts, source_size)?;
     let id = [0u8; 16];
     let mut header = plan.header(opts, &id);
-    let totals = plan.totals(&mut header)?;
+    let totals = plan.totals(&mut header, opts)?;
     let format = match opts.format {
         StreamFormat::Native => "native",
         StreamFormat::Linbit => "linbit-1.1",
@@ -32,6 +32,7 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
     // Native records carry their one source piece inline; LINBIT chunks list their pieces.
     let inline = opts.format == StreamFormat::Native;
     let size = plan.known_volume_size();
+    let zeros = plan.elides_zeros(opts);
     if json {
         let mut head = serde_json::json!({
             "format": format,
@@ -43,6 +44,11 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
         if let Some(vs) = size {
             head["volume_size"] = vs.into();
         }
+        head["data_path"] = serde_json::json!({
+            "zero_detect": zeros,
+            "compression": opts.data_path.compress.filter(|_| inline).map(|l| format!("zstd:{l}")),
+            "stream_bytes": if zeros || opts.data_path.compress.is_some() { "at most" } else { "exact" },
+        });
         let head = head.to_string();
         // Print the header fields, then stream the records, then the totals.
         write!(out, "{},\"records\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(w)?;
@@ -74,6 +80,22 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
             totals.stream_bytes
         )
         .map_err(w)?;
+        if zeros {
+            let how = if plan.incremental() { "sent as UNMAP" } else { "left out" };
+            writeln!(
+                p.out,
+                "# mapped blocks that read as zeros are {how} while sending (--no-zero-detect: as DATA): \
+                 the stream is at most this"
+            )
+            .map_err(w)?;
+        }
+        if let Some(l) = opts.data_path.compress {
+            writeln!(
+                p.out,
+                "# DATA bytes before compression: the size compressed with zstd:{l} is not known in advance"
+            )
+            .map_err(w)?;
+        }
     }
     Ok(totals)
 }

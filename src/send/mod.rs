@@ -1,14 +1,20 @@
 //! `send`: the records a thin device (full) or the change between two thin devices (incremental)
 //! needs, and moving their bytes from the pool's data device (or the thin device itself) into the
-//! stream: splice where bytes pass unchanged, one read per native DATA record for its crc32c.
+//! stream: splice where bytes pass unchanged (LINBIT); native DATA read once into buffers where it is
+//! checked for zero blocks, checksummed and compressed (`pipeline`).
 //!
-//! `plan` decides the records, `copy` moves the bytes, [`dry_run`] lists them; the formats'
+//! `plan` decides the records, `pipeline` and `copy` move the bytes, [`dry_run`] lists them; the formats'
 //! framing comes from [`crate::stream::RecordWriter`], so nothing here knows a wire format's layout.
 
+pub mod compress;
 mod copy;
 mod dry_run;
+mod out;
+mod pace;
+mod pipeline;
 mod plan;
 mod steps;
+mod zero;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
@@ -23,7 +29,8 @@ use crate::io as sys;
 use crate::pool::{Device, Pool};
 use crate::progress::{self, human, Progress};
 use crate::stream::{self, native, Counts, Format, RecordWriter};
-use copy::{Out, Readahead, Sender, Source};
+use copy::{Readahead, Sender, Source};
+use out::Out;
 use plan::Emit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,11 +50,15 @@ pub struct LvmIds {
     pub lv_uuid: Option<String>,
 }
 
-/// How native DATA payloads reach the stream (all read the bytes once for the checksum).
+/// How native DATA payloads reach the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CopyMode {
-    /// pread into a buffer for the crc, then splice the same range from the source (zero-copy).
+    /// Read once into reused buffers by a reader thread (one per core when compressing), checked for
+    /// zero blocks, checksummed and compressed there, written from there by a writer thread.
     #[default]
+    Buffered,
+    /// pread into a buffer for the crc, then splice the same range from the source (reads twice; no
+    /// zero elision, no compression: kept for benchmarks).
     SpliceAfterRead,
     /// pread into a buffer, crc, write the buffer.
     ReadWrite,
@@ -57,13 +68,32 @@ pub enum CopyMode {
 }
 
 impl CopyMode {
-    /// `THINSEND_COPY=splice|readwrite|tee` picks a mode (for benchmarks).
+    /// `THINSEND_COPY=splice|readwrite|tee` picks an older mode (for benchmarks).
     pub fn from_env() -> Self {
         match std::env::var("THINSEND_COPY").as_deref() {
+            Ok("splice") => CopyMode::SpliceAfterRead,
             Ok("readwrite") => CopyMode::ReadWrite,
             Ok("tee") => CopyMode::Tee,
-            _ => CopyMode::SpliceAfterRead,
+            _ => CopyMode::Buffered,
         }
+    }
+}
+
+/// What the native data path does to DATA on the way (docs/STREAM.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataPath {
+    /// Mapped blocks that read as zeros carry no DATA: left out of a full stream, UNMAP in an
+    /// incremental (`--no-zero-detect` turns it off).
+    pub zero_detect: bool,
+    /// `--compress zstd:LEVEL`: DATA as ZDATA where it shrinks.
+    pub compress: Option<i32>,
+    /// `--bwlimit`: stream bytes per second.
+    pub bwlimit: Option<u64>,
+}
+
+impl Default for DataPath {
+    fn default() -> Self {
+        DataPath { zero_detect: true, compress: None, bwlimit: None }
     }
 }
 
@@ -86,6 +116,7 @@ pub struct Options {
     pub base_lvm: LvmIds,
     /// Send an incremental whose base is newer than the device (refused otherwise).
     pub allow_backward: bool,
+    pub data_path: DataPath,
 }
 
 impl Default for Options {
@@ -99,10 +130,11 @@ impl Default for Options {
             size: None,
             progress: progress::Mode::Auto,
             record_size: 1 << 20,
-            copy: CopyMode::SpliceAfterRead,
+            copy: CopyMode::Buffered,
             source_lvm: LvmIds::default(),
             base_lvm: LvmIds::default(),
             allow_backward: false,
+            data_path: DataPath::default(),
         }
     }
 }
@@ -194,6 +226,7 @@ impl Plan<'_> {
             source: self.identity(&self.right, &opts.source_lvm),
             base: self.left.as_ref().map(|l| self.identity(l, &opts.base_lvm)),
             data_bytes: None,
+            compression: opts.data_path.compress.map(|_| native::zdata::ZSTD.into()),
         }
     }
 
@@ -204,11 +237,13 @@ impl Plan<'_> {
 
     /// Counts records and bytes without reading data, and fills in the HEADER's `data_bytes`; the
     /// stream size is what the format's writer frames. Also returns the furthest source byte read.
-    fn count(&self, header: &mut native::Header) -> Result<(Totals, u64)> {
+    fn count(&self, header: &mut native::Header, opts: &Options) -> Result<(Totals, u64)> {
         let mut c = Count { t: Totals::default(), w: self.writer(header, [0; 16]), framing: 0, source_end: 0 };
         self.walk(&mut c)?;
         let mut t = c.t;
-        header.data_bytes = Some(t.counts.data_bytes);
+        // With zero elision the DATA total is known only afterwards: HEADER leaves it out rather
+        // than announce a number END would contradict.
+        header.data_bytes = (!self.elides_zeros(opts)).then_some(t.counts.data_bytes);
         let mut w = self.writer(header, [0; 16]);
         let open = w.start().len() as u64;
         let close = w.end().len() as u64;
@@ -217,9 +252,19 @@ impl Plan<'_> {
         Ok((t, c.source_end))
     }
 
-    /// Counts records and bytes without reading data; fills in the HEADER's `data_bytes`.
-    pub fn totals(&self, header: &mut native::Header) -> Result<Totals> {
-        self.count(header).map(|(t, _)| t)
+    /// Counts records and bytes without reading data; fills in the HEADER's `data_bytes`. With zero
+    /// elision or compression the stream is at most this.
+    pub fn totals(&self, header: &mut native::Header, opts: &Options) -> Result<Totals> {
+        self.count(header, opts).map(|(t, _)| t)
+    }
+
+    /// Whether the send reads DATA into buffers (the native default): zero elision and compression.
+    fn buffered(&self, opts: &Options) -> bool {
+        self.format == StreamFormat::Native && (opts.copy == CopyMode::Buffered || opts.data_path.compress.is_some())
+    }
+
+    fn elides_zeros(&self, opts: &Options) -> bool {
+        self.buffered(opts) && opts.data_path.zero_detect
     }
 }
 
@@ -284,9 +329,14 @@ pub fn send_plan(
     from_thin: bool,
     out: RawFd,
 ) -> Result<Totals> {
+    if plan.format == StreamFormat::Linbit && opts.data_path.compress.is_some() {
+        return Err(Error::Usage(
+            "--compress needs the native stream format: LINBIT streams carry no compression".into(),
+        ));
+    }
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
-    let (totals, source_end) = plan.count(&mut header)?;
+    let (totals, source_end) = plan.count(&mut header, opts)?;
     if plan.known_volume_size().is_none() {
         warn(&format!(
             "the volume size of thin device {} is unknown, so the stream does not carry it: a receiver \
@@ -298,17 +348,70 @@ pub fn send_plan(
         check_data(plan, path, source_end)?;
     }
     let src = Source::open(path, what, plan.g.bs, from_thin)?;
+    let buffered = plan.buffered(opts);
+    let exact = !buffered || (!opts.data_path.zero_detect && opts.data_path.compress.is_none());
+    let mut out = Out::new(out).paced(opts.data_path.bwlimit);
+    // Into a pipe, the receiver may draw its progress on the same terminal: it owns the line.
+    let mut progress =
+        Progress::new(opts.progress, "sent", Some(totals.counts.data_bytes)).lines_only(sys::is_pipe(out.fd));
+    let r = if buffered {
+        let cfg = pipeline::Config {
+            incremental: plan.incremental(),
+            zero_grain: opts.data_path.zero_detect.then(|| plan.g.bs.min(plan.record_size)),
+            level: opts.data_path.compress,
+        };
+        let mut enc = native::Encoder::new(header, stream_id);
+        pipeline::run(plan, &src, cfg, &mut enc, &mut out, &mut progress)
+    } else {
+        let writer = plan.writer(&header, stream_id);
+        spliced(plan, opts, &src, writer, &mut out, &mut progress).map(|()| totals.counts)
+    };
+    let counts = match r {
+        Ok(c) => c,
+        Err(e) => {
+            progress.abandon();
+            return Err(e);
+        }
+    };
+    let written = out.bytes;
+    if exact && (written != totals.stream_bytes || counts != totals.counts) {
+        return Err(internal(&format!("wrote {written} stream bytes, planned {}", totals.stream_bytes)));
+    }
+    let secs = progress.elapsed();
+    let elided = totals.counts.data_bytes.saturating_sub(counts.data_bytes);
+    progress.finish(&format!(
+        "sent {} ({} records: {} DATA, {} UNMAP covering {}{}) in {:.1}s, {}/s",
+        human(written as f64),
+        counts.records,
+        counts.data_records,
+        counts.unmap_records,
+        human(counts.unmap_bytes as f64),
+        if elided > 0 { format!("; {} of zero blocks elided", human(elided as f64)) } else { String::new() },
+        secs,
+        human(written as f64 / secs.max(1e-6))
+    ));
+    Ok(Totals { counts, stream_bytes: written })
+}
+
+/// The splice paths (LINBIT always; native with `THINSEND_COPY=splice|readwrite|tee`).
+fn spliced(
+    plan: &Plan<'_>,
+    opts: &Options,
+    src: &Source,
+    writer: Box<dyn RecordWriter>,
+    out: &mut Out,
+    progress: &mut Progress,
+) -> Result<()> {
     let mut sender = Sender {
-        out: Out::new(out),
-        src: &src,
+        out,
+        src,
         ra: Readahead::new(src.fd(), plan.piece_steps()),
         mode: opts.copy,
-        writer: plan.writer(&header, stream_id),
+        writer,
         pending: None,
         buf: Vec::new(),
         tee: None,
-        // Into a pipe, the receiver may draw its progress on the same terminal: it owns the line.
-        progress: Progress::new(opts.progress, "sent", Some(totals.counts.data_bytes)).lines_only(sys::is_pipe(out)),
+        progress,
     };
     let r = (|| -> Result<()> {
         let start = sender.writer.start();
@@ -318,26 +421,7 @@ pub fn send_plan(
         sender.out.write(&end)
     })();
     sender.ra.finish();
-    if let Err(e) = r {
-        sender.progress.abandon();
-        return Err(e);
-    }
-    let written = sender.out.bytes;
-    if written != totals.stream_bytes {
-        return Err(internal(&format!("wrote {written} stream bytes, planned {}", totals.stream_bytes)));
-    }
-    let secs = sender.progress.elapsed();
-    sender.progress.finish(&format!(
-        "sent {} ({} records: {} DATA, {} UNMAP covering {}) in {:.1}s, {}/s",
-        human(written as f64),
-        totals.counts.records,
-        totals.counts.data_records,
-        totals.counts.unmap_records,
-        human(totals.counts.unmap_bytes as f64),
-        secs,
-        human(written as f64 / secs.max(1e-6))
-    ));
-    Ok(totals)
+    r
 }
 
 /// Size of a regular file or block device.

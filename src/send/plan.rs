@@ -19,7 +19,7 @@ pub struct Plan<'a> {
     pub(crate) right: Device,
     pub(crate) g: Geometry,
     pub(crate) format: StreamFormat,
-    record_size: u64,
+    pub(crate) record_size: u64,
     /// Known for native streams always; for LINBIT streams when `--size` or `--source` gave it.
     volume_size: Option<u64>,
     /// The steps, walked once by [`Plan::record`] so that later passes need no metadata.

@@ -25,6 +25,9 @@ pub enum RecordKind {
     VolumeSize,
     /// The last record, with counts.
     End,
+    /// Native only: target bytes as a zstd frame after an 8-byte uncompressed length
+    /// (docs/STREAM.md §1.8). Required: a reader that skipped it would lose data.
+    ZData,
 }
 
 /// One row of the table.
@@ -50,8 +53,10 @@ pub const MAX_PAYLOAD: u64 = 16 << 20;
 pub const MAX_HEADER_PAYLOAD: u64 = 1 << 20;
 pub const END_PAYLOAD_LEN: usize = 64;
 pub const LINBIT_STATS_LEN: u64 = 24;
+/// ZDATA's payload opens with the uncompressed length (u64, little-endian).
+pub const ZDATA_PREFIX_LEN: u64 = 8;
 
-const TABLE: [Spec; 6] = [
+const TABLE: [Spec; 7] = [
     Spec {
         kind: RecordKind::Header,
         name: "HEADER",
@@ -103,6 +108,16 @@ const TABLE: [Spec; 6] = [
         native: Some(4),
         linbit: Some(3),
         max_payload: END_PAYLOAD_LEN as u64,
+        ranged: false,
+        has_payload: true,
+    },
+    Spec {
+        kind: RecordKind::ZData,
+        name: "ZDATA",
+        native: Some(5),
+        linbit: None,
+        // The target range is in the payload's prefix: the dispatch checks it once it is read.
+        max_payload: MAX_PAYLOAD + ZDATA_PREFIX_LEN,
         ranged: false,
         has_payload: true,
     },
@@ -194,7 +209,7 @@ mod tests {
     fn wire_codes_are_the_published_ones() {
         // docs/STREAM.md and docs/linbit-thin-send-recv.md §2: changing one breaks every reader.
         let native: Vec<_> = RecordKind::all().filter_map(|k| k.native_code().map(|c| (k.name(), c))).collect();
-        assert_eq!(native, [("HEADER", 1), ("DATA", 2), ("UNMAP", 3), ("END", 4)]);
+        assert_eq!(native, [("HEADER", 1), ("DATA", 2), ("UNMAP", 3), ("END", 4), ("ZDATA", 5)]);
         let linbit: Vec<_> = RecordKind::all().filter_map(|k| k.linbit_cmd().map(|c| (k.name(), c))).collect();
         assert_eq!(linbit, [("BEGIN", 2), ("DATA", 0), ("UNMAP", 1), ("VOLUME_SIZE", 0x8054_5301), ("END", 3)]);
     }
@@ -202,7 +217,14 @@ mod tests {
     #[test]
     fn optional_kinds_have_the_optional_bit_and_mandatory_ones_do_not() {
         assert_eq!(RecordKind::VolumeSize.linbit_cmd().map(|c| c & OPTIONAL), Some(OPTIONAL));
-        for k in [RecordKind::Header, RecordKind::Begin, RecordKind::Data, RecordKind::Unmap, RecordKind::End] {
+        for k in [
+            RecordKind::Header,
+            RecordKind::Begin,
+            RecordKind::Data,
+            RecordKind::Unmap,
+            RecordKind::End,
+            RecordKind::ZData,
+        ] {
             for c in k.native_code().into_iter().chain(k.linbit_cmd()) {
                 assert_eq!(c & OPTIONAL, 0, "{}", k.name());
             }

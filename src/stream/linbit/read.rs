@@ -106,13 +106,13 @@ pub(crate) fn read_chunks(input: &mut Input, format: Format, first: [u8; 8], sin
                 seen_end = true;
                 Record::End { records: s.records }
             }
-            Some(RecordKind::Header) | None if cmd & CMD_OPTIONAL != 0 => {
+            Some(RecordKind::Header | RecordKind::ZData) | None if cmd & CMD_OPTIONAL != 0 => {
                 sink.warn(&format!("Unrecognized optional chunk {cmd:#x}, length {length}"));
                 skip(input, length, &mut buf, at)?;
                 s.optional_records += 1;
                 Record::Optional { code: cmd, length }
             }
-            Some(RecordKind::Header) | None => {
+            Some(RecordKind::Header | RecordKind::ZData) | None => {
                 return Err(stream_error(at, format!("Unrecognized chunk (cmd {cmd:#x})")));
             }
         };

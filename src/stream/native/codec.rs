@@ -8,7 +8,8 @@ use crate::stream::Counts;
 
 use super::super::writer::RecordWriter;
 use super::{
-    Header, END_PAYLOAD_LEN, KIND_DATA, KIND_END, KIND_HEADER, KIND_UNMAP, MAGIC, OPTIONAL, RECORD_HEADER_LEN,
+    Header, END_PAYLOAD_LEN, KIND_DATA, KIND_END, KIND_HEADER, KIND_UNMAP, KIND_ZDATA, MAGIC, OPTIONAL,
+    RECORD_HEADER_LEN,
 };
 
 /// A decoded record header.
@@ -109,6 +110,18 @@ impl Writer {
         self.record(KIND_DATA, offset, length, payload_crc)
     }
 
+    /// The header of a ZDATA record: `wire_len` payload bytes (prefix and zstd frame, checksum
+    /// `payload_crc`) that decompress to `length` target bytes at `offset`.
+    pub fn zdata(&mut self, offset: u64, length: u64, wire_len: u64, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
+        self.end.counts.add_data(length);
+        self.record(KIND_ZDATA, offset, wire_len, payload_crc)
+    }
+
+    /// What was written so far (END not counted until written).
+    pub fn counts(&self) -> Counts {
+        Counts { records: self.seq, ..self.end.counts }
+    }
+
     pub fn unmap(&mut self, offset: u64, length: u64) -> [u8; RECORD_HEADER_LEN] {
         self.end.counts.add_unmap(length);
         self.record(KIND_UNMAP, offset, length, 0)
@@ -149,6 +162,16 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(header: Header, stream_id: [u8; 16]) -> Self {
         Encoder { w: Writer::new(stream_id), header }
+    }
+}
+
+impl Encoder {
+    pub fn zdata(&mut self, offset: u64, length: u64, wire_len: u64, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
+        self.w.zdata(offset, length, wire_len, payload_crc)
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.w.counts()
     }
 }
 
@@ -222,6 +245,7 @@ mod tests {
             source: Identity::default(),
             base: None,
             data_bytes: Some(4096),
+            compression: None,
         };
         let start = w.start(&h);
         assert_eq!(&start[..8], &MAGIC);

@@ -5,6 +5,7 @@
 
 mod codec;
 mod read;
+pub mod zdata;
 
 pub use codec::{Encoder, End, RecordHeader, Writer};
 pub(crate) use read::read_records;
@@ -24,6 +25,7 @@ pub const KIND_HEADER: u32 = code(RecordKind::Header);
 pub const KIND_DATA: u32 = code(RecordKind::Data);
 pub const KIND_UNMAP: u32 = code(RecordKind::Unmap);
 pub const KIND_END: u32 = code(RecordKind::End);
+pub const KIND_ZDATA: u32 = code(RecordKind::ZData);
 /// Kinds with this bit set are optional: a reader that does not know them verifies and skips them.
 pub const OPTIONAL: u32 = record::OPTIONAL;
 
@@ -129,6 +131,8 @@ pub struct Header {
     pub base: Option<Identity>,
     /// Total DATA payload bytes the stream carries (for progress; END must agree).
     pub data_bytes: Option<u64>,
+    /// `"zstd"`: DATA may come as ZDATA records (§1.8). A reader refuses any other value.
+    pub compression: Option<String>,
 }
 
 impl Header {
@@ -141,6 +145,9 @@ impl Header {
         }
         if self.block_size == 0 || self.block_size % 512 != 0 {
             return Err(format!("block_size {} is not a positive multiple of 512", self.block_size));
+        }
+        if let Some(c) = self.compression.as_deref().filter(|c| *c != zdata::ZSTD) {
+            return Err(format!("compression {:?} is not supported (this receiver reads \"zstd\")", escape(c)));
         }
         match (self.mode, &self.base) {
             (Mode::Incremental, None) => Err("incremental stream without a base identity".into()),

@@ -3,6 +3,7 @@
 //! record to the sink (one case per record kind, [`read_records`]).
 
 use super::codec::{End, RecordHeader};
+use super::zdata::{Unpacker, ZSTD};
 use super::{hex, parse_stream_id, Header, MAGIC, RECORD_HEADER_LEN};
 use crate::error::Result;
 use crate::stream::record::{self, RecordKind, OPTIONAL};
@@ -26,6 +27,7 @@ struct Framer<'i> {
     /// From the HEADER, once read.
     volume_size: Option<u64>,
     payload: Vec<u8>,
+    unpacker: Unpacker,
 }
 
 impl Framer<'_> {
@@ -63,7 +65,7 @@ impl Framer<'_> {
         let kind = RecordKind::from_native(h.kind);
         self.check_header(at, &h, kind, &name)?;
         if kind.is_some_and(|k| k.spec().ranged) {
-            self.check_range(at, &h, &name)?;
+            self.check_range(at, h.offset, h.length, &name)?;
         }
         self.read_payload(at, &h, kind, &name)?;
         Ok(Frame { at, h, kind, name, raw })
@@ -105,34 +107,46 @@ impl Framer<'_> {
     }
 
     /// A target range: after the HEADER, not empty, inside the volume, after the previous one.
-    fn check_range(&mut self, at: u64, h: &RecordHeader, name: &str) -> Result<()> {
+    fn check_range(&mut self, at: u64, offset: u64, length: u64, name: &str) -> Result<()> {
         let Some(volume_size) = self.volume_size else {
             return Err(stream_error(at, format!("{name} record before the HEADER")));
         };
-        if h.length == 0 {
-            return Err(stream_error(at, format!("{name} record with length 0 at target offset {}", h.offset)));
+        if length == 0 {
+            return Err(stream_error(at, format!("{name} record with length 0 at target offset {offset}")));
         }
-        match h.offset.checked_add(h.length) {
+        match offset.checked_add(length) {
             Some(e) if e <= volume_size => {}
             _ => {
                 return Err(stream_error(
                     at,
-                    format!("{name} record [{}, +{}) reaches past the volume size {volume_size}", h.offset, h.length),
+                    format!("{name} record [{offset}, +{length}) reaches past the volume size {volume_size}"),
                 ))
             }
         }
-        if h.offset < self.prev_end {
+        if offset < self.prev_end {
             return Err(stream_error(
                 at,
                 format!(
-                    "{name} record at target offset {} overlaps or precedes the previous record, \
+                    "{name} record at target offset {offset} overlaps or precedes the previous record, \
                      which ended at {}: records out of order",
-                    h.offset, self.prev_end
+                    self.prev_end
                 ),
             ));
         }
-        self.prev_end = h.offset + h.length;
+        self.prev_end = offset + length;
         Ok(())
+    }
+
+    /// A ZDATA record's target range (from its payload's prefix), checked like DATA's, and its
+    /// decompressed bytes.
+    fn unpack(&mut self, at: u64, h: &RecordHeader, header: Option<&Header>) -> Result<&[u8]> {
+        if header.is_some_and(|hd| hd.compression.as_deref() != Some(ZSTD)) {
+            return Err(stream_error(at, "ZDATA record in a stream whose HEADER declares no compression"));
+        }
+        let bad = |e: String| stream_error(at, format!("ZDATA record (target offset {}): {e}", h.offset));
+        let n = Unpacker::claimed(&self.payload).map_err(bad)?;
+        self.check_range(at, h.offset, n, "ZDATA")?;
+        self.unpacker.unpack(&self.payload).map_err(bad)
     }
 
     fn read_payload(&mut self, at: u64, h: &RecordHeader, kind: Option<RecordKind>, name: &str) -> Result<()> {
@@ -175,7 +189,8 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
     let mut s = Summary { format: Some(Format::Native), ..Summary::default() };
     let mut chain = crc32c::crc32c(&MAGIC);
     let mut header: Option<Header> = None;
-    let mut f = Framer { input, seq: 0, prev_end: 0, volume_size: None, payload: Vec::new() };
+    let mut f =
+        Framer { input, seq: 0, prev_end: 0, volume_size: None, payload: Vec::new(), unpacker: Unpacker::default() };
     loop {
         let fr = f.next()?;
         let (at, h) = (fr.at, fr.h);
@@ -199,6 +214,14 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 s.data_records += 1;
                 s.data_bytes += h.length;
                 Record::Data { offset: h.offset, length: h.length }
+            }
+            Some(RecordKind::ZData) => {
+                let bytes = f.unpack(at, &h, header.as_ref())?;
+                let length = bytes.len() as u64;
+                sink.data(h.offset, bytes).map_err(on_sink)?;
+                s.data_records += 1;
+                s.data_bytes += length;
+                Record::Data { offset: h.offset, length }
             }
             Some(RecordKind::Unmap) => {
                 sink.unmap(h.offset, h.length).map_err(on_sink)?;
