@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use thinsend::lvm::send::ReadFrom;
-use thinsend::{io as sys, lvm, send, Error};
+use thinsend::{io as sys, lvm, report, send, Error};
 
 use super::args::{flush, stdout, ProgressArgs, SnapArg, TextJson};
 
@@ -56,8 +56,9 @@ pub struct SendArgs {
     /// Print the records that would be sent and the exact stream size; send nothing.
     #[arg(long = "dry-run")]
     dry_run: bool,
-    /// Output of --dry-run.
-    #[arg(long, value_enum, default_value_t = TextJson::Text, requires = "dry_run")]
+    /// json: --dry-run prints its plan as JSON on stdout, and a real send prints its result as
+    /// one JSON line on stderr (stdout is the stream), after any --progress=json lines.
+    #[arg(long, value_enum, default_value_t = TextJson::Text)]
     format: TextJson,
     /// Write the stream even when stdout is a terminal.
     #[arg(long = "allow-tty")]
@@ -93,9 +94,45 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         flush(&mut out)?;
     } else {
         refuse_tty(a.allow_tty)?;
-        lvm::send::send(&args, 1)?;
+        let t = std::time::Instant::now();
+        let totals = lvm::send::send(&args, 1)?;
+        if a.format == TextJson::Json {
+            let (lv, base) = (Some(args.snap.clone()), args.base.clone());
+            result(&Sent { format, lv, base, thin_id: None, base_id: None, totals, secs: t.elapsed().as_secs_f64() })?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a real send did, for its `--format json` result.
+struct Sent {
+    format: send::StreamFormat,
+    lv: Option<String>,
+    base: Option<String>,
+    thin_id: Option<u64>,
+    base_id: Option<u64>,
+    totals: send::Totals,
+    secs: f64,
+}
+
+/// The `"type": "send"` result line on stderr (docs/JSON.md).
+fn result(s: &Sent) -> Result<(), Error> {
+    let mut m = serde_json::Map::new();
+    let format = match s.format {
+        send::StreamFormat::Native => "native",
+        send::StreamFormat::Linbit => "linbit-1.1",
+    };
+    let incremental = s.base.is_some() || s.base_id.is_some();
+    m.insert("format".into(), format.into());
+    m.insert("mode".into(), (if incremental { "incremental" } else { "full" }).into());
+    m.insert("lv".into(), s.lv.clone().into());
+    m.insert("base_lv".into(), s.base.clone().into());
+    m.insert("thin_id".into(), s.thin_id.into());
+    m.insert("base_thin_id".into(), s.base_id.into());
+    m.insert("totals".into(), serde_json::to_value(s.totals).unwrap_or_default());
+    m.insert("elapsed_seconds".into(), ((s.secs * 1000.0).round() / 1000.0).into());
+    m.insert("bytes_per_second".into(), (s.totals.stream_bytes as f64 / s.secs.max(1e-6)).round().into());
+    report::write_line(&mut std::io::stderr().lock(), &report::document("send", m))
 }
 
 pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
@@ -127,7 +164,12 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
         flush(&mut out)?;
     } else {
         refuse_tty(a.allow_tty)?;
-        send::send(&pool, &opts, 1)?;
+        let t = std::time::Instant::now();
+        let totals = send::send(&pool, &opts, 1)?;
+        if a.format == TextJson::Json {
+            let secs = t.elapsed().as_secs_f64();
+            result(&Sent { format, lv: None, base: None, thin_id: Some(thin_id), base_id: a.base_id, totals, secs })?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
