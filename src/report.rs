@@ -43,6 +43,16 @@ pub fn write_line(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
     writeln!(out, "{s}").map_err(|e| Error::io("<stdout>", e))
 }
 
+/// Seconds, to the millisecond (`elapsed_seconds`, `eta_seconds`).
+pub fn seconds(secs: f64) -> Value {
+    ((secs.max(0.0) * 1000.0).round() / 1000.0).into()
+}
+
+/// A whole number of bytes per second (`bytes_per_second`).
+pub fn rate(bytes: u64, secs: f64) -> Value {
+    ((bytes as f64 / secs.max(1e-6)).round() as u64).into()
+}
+
 /// The pool's facts, the same object in `dump`, `ls` and `diff` (`"superblock"`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolFacts {

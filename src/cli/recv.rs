@@ -100,8 +100,8 @@ fn result(format: TextJson, target: &str, s: &stream::Summary, t: Instant) -> Re
         m.insert("format".into(), s.format.map(|f| f.name()).into());
         m.insert("header".into(), report::header(s.header.as_ref()));
         m.insert("summary".into(), serde_json::to_value(s).unwrap_or_default());
-        m.insert("elapsed_seconds".into(), ((secs * 1000.0).round() / 1000.0).into());
-        m.insert("bytes_per_second".into(), (s.stream_bytes as f64 / secs.max(1e-6)).round().into());
+        m.insert("elapsed_seconds".into(), report::seconds(secs));
+        m.insert("bytes_per_second".into(), report::rate(s.stream_bytes, secs));
         let mut out = stdout();
         report::write_line(&mut out, &report::document("recv", m))?;
         flush(&mut out)?;

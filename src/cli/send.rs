@@ -130,8 +130,8 @@ fn result(s: &Sent) -> Result<(), Error> {
     m.insert("thin_id".into(), s.thin_id.into());
     m.insert("base_thin_id".into(), s.base_id.into());
     m.insert("totals".into(), serde_json::to_value(s.totals).unwrap_or_default());
-    m.insert("elapsed_seconds".into(), ((s.secs * 1000.0).round() / 1000.0).into());
-    m.insert("bytes_per_second".into(), (s.totals.stream_bytes as f64 / s.secs.max(1e-6)).round().into());
+    m.insert("elapsed_seconds".into(), report::seconds(s.secs));
+    m.insert("bytes_per_second".into(), report::rate(s.totals.stream_bytes, s.secs));
     report::write_line(&mut std::io::stderr().lock(), &report::document("send", m))
 }
 

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::io as sys;
+use crate::report;
 
 /// Whether to show progress (`--progress` forces it, `--quiet` silences it; otherwise only on a tty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,16 +143,15 @@ impl Progress {
             "received" => "recv",
             v => v,
         };
-        let round = |v: f64| (v * 1000.0).round() / 1000.0;
         let mut m = serde_json::Map::new();
         m.insert("command".into(), command.into());
         m.insert("done_bytes".into(), self.done.into());
         m.insert("total_bytes".into(), self.total.into());
-        m.insert("elapsed_seconds".into(), round(secs).into());
-        m.insert("bytes_per_second".into(), rate.round().into());
-        m.insert("eta_seconds".into(), eta.map(round).into());
+        m.insert("elapsed_seconds".into(), report::seconds(secs));
+        m.insert("bytes_per_second".into(), report::rate(self.done, secs));
+        m.insert("eta_seconds".into(), eta.map_or(serde_json::Value::Null, report::seconds));
         m.insert("final".into(), last.into());
-        let mut line = crate::report::to_json(&crate::report::document("progress", m)).unwrap_or_default();
+        let mut line = report::to_json(&report::document("progress", m)).unwrap_or_default();
         line.push('\n');
         line
     }
@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(v["type"], "progress");
         assert_eq!(v["command"], "send");
         assert_eq!((v["done_bytes"].as_u64(), v["total_bytes"].as_u64()), (Some(250), Some(1000)));
-        assert_eq!(v["bytes_per_second"], 125.0);
+        assert_eq!(v["bytes_per_second"], 125);
         assert_eq!(v["eta_seconds"], 6.0);
         assert_eq!(v["final"], false);
         p.total = None;
