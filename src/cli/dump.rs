@@ -62,7 +62,7 @@ fn create(path: &Path) -> Result<File, Error> {
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
-                Error::Usage(format!("{}: already exists; dump -o does not overwrite a file", path.display()))
+                Error::Other(format!("{}: already exists; dump -o does not overwrite a file", path.display()))
             }
             _ => Error::io(path, e),
         })
@@ -88,7 +88,12 @@ pub fn run(a: DumpArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     };
     let mut out = BufWriter::with_capacity(1 << 20, create(&path)?);
+    // The dump names its output <stdout>; here it is the file.
     let r = dump::dump(&pool, &opts, &mut out)
+        .map_err(|e| match e {
+            Error::Io { path: p, source } if p.as_os_str() == "<stdout>" => Error::io(&path, source),
+            e => e,
+        })
         .and_then(|()| out.flush().map_err(|e| Error::io(&path, e)))
         .and_then(|()| out.get_ref().sync_all().map_err(|e| Error::io(&path, e)));
     if r.is_err() {
