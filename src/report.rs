@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::stream::native;
+use crate::send;
+use crate::stream::{native, Summary};
 use crate::text::json_safe;
 
 /// The schema tag of every JSON document and line this version writes.
@@ -91,6 +92,51 @@ impl PoolFacts {
             metadata_snapshot: pool.sb.snapshot,
         }
     }
+}
+
+/// What a real send did, for its `--format json` result.
+pub struct Sent {
+    pub format: send::StreamFormat,
+    /// The LVM form's snapshot and base (`vg/lv`).
+    pub lv: Option<String>,
+    pub base: Option<String>,
+    /// The file form's thin ids.
+    pub thin_id: Option<u64>,
+    pub base_id: Option<u64>,
+    pub totals: send::Totals,
+    pub secs: f64,
+}
+
+/// The `"type": "send"` result document.
+pub fn send_result(s: &Sent) -> Value {
+    let format = match s.format {
+        send::StreamFormat::Native => "native",
+        send::StreamFormat::Linbit => "linbit-1.1",
+    };
+    let incremental = s.base.is_some() || s.base_id.is_some();
+    let mut m = Map::new();
+    m.insert("format".into(), format.into());
+    m.insert("mode".into(), (if incremental { "incremental" } else { "full" }).into());
+    m.insert("lv".into(), s.lv.clone().into());
+    m.insert("base_lv".into(), s.base.clone().into());
+    m.insert("thin_id".into(), s.thin_id.into());
+    m.insert("base_thin_id".into(), s.base_id.into());
+    m.insert("totals".into(), serde_json::to_value(s.totals).unwrap_or_default());
+    m.insert("elapsed_seconds".into(), seconds(s.secs));
+    m.insert("bytes_per_second".into(), rate(s.totals.stream_bytes, s.secs));
+    document("send", m)
+}
+
+/// The `"type": "recv"` result document of a stream applied to `target`.
+pub fn recv_result(target: &str, s: &Summary, secs: f64) -> Value {
+    let mut m = Map::new();
+    m.insert("target".into(), target.into());
+    m.insert("format".into(), s.format.map(|f| f.name()).into());
+    m.insert("header".into(), header(s.header.as_ref()));
+    m.insert("summary".into(), serde_json::to_value(s).unwrap_or_default());
+    m.insert("elapsed_seconds".into(), seconds(secs));
+    m.insert("bytes_per_second".into(), rate(s.stream_bytes, secs));
+    document("recv", m)
 }
 
 /// Optional fields of a stream identity that the wire format leaves out when unknown.

@@ -94,16 +94,8 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
 /// With `--format json`, the `"type": "recv"` result on stdout (docs/JSON.md).
 fn result(format: TextJson, target: &str, s: &stream::Summary, t: Instant) -> Result<ExitCode, Error> {
     if format == TextJson::Json {
-        let secs = t.elapsed().as_secs_f64();
-        let mut m = serde_json::Map::new();
-        m.insert("target".into(), target.into());
-        m.insert("format".into(), s.format.map(|f| f.name()).into());
-        m.insert("header".into(), report::header(s.header.as_ref()));
-        m.insert("summary".into(), serde_json::to_value(s).unwrap_or_default());
-        m.insert("elapsed_seconds".into(), report::seconds(secs));
-        m.insert("bytes_per_second".into(), report::rate(s.stream_bytes, secs));
         let mut out = stdout();
-        report::write_line(&mut out, &report::document("recv", m))?;
+        report::write_line(&mut out, &report::recv_result(target, s, t.elapsed().as_secs_f64()))?;
         flush(&mut out)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -98,41 +98,16 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         let totals = lvm::send::send(&args, 1)?;
         if a.format == TextJson::Json {
             let (lv, base) = (Some(args.snap.clone()), args.base.clone());
-            result(&Sent { format, lv, base, thin_id: None, base_id: None, totals, secs: t.elapsed().as_secs_f64() })?;
+            let secs = t.elapsed().as_secs_f64();
+            result(&report::Sent { format, lv, base, thin_id: None, base_id: None, totals, secs })?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a real send did, for its `--format json` result.
-struct Sent {
-    format: send::StreamFormat,
-    lv: Option<String>,
-    base: Option<String>,
-    thin_id: Option<u64>,
-    base_id: Option<u64>,
-    totals: send::Totals,
-    secs: f64,
-}
-
-/// The `"type": "send"` result line on stderr (docs/JSON.md).
-fn result(s: &Sent) -> Result<(), Error> {
-    let mut m = serde_json::Map::new();
-    let format = match s.format {
-        send::StreamFormat::Native => "native",
-        send::StreamFormat::Linbit => "linbit-1.1",
-    };
-    let incremental = s.base.is_some() || s.base_id.is_some();
-    m.insert("format".into(), format.into());
-    m.insert("mode".into(), (if incremental { "incremental" } else { "full" }).into());
-    m.insert("lv".into(), s.lv.clone().into());
-    m.insert("base_lv".into(), s.base.clone().into());
-    m.insert("thin_id".into(), s.thin_id.into());
-    m.insert("base_thin_id".into(), s.base_id.into());
-    m.insert("totals".into(), serde_json::to_value(s.totals).unwrap_or_default());
-    m.insert("elapsed_seconds".into(), report::seconds(s.secs));
-    m.insert("bytes_per_second".into(), report::rate(s.totals.stream_bytes, s.secs));
-    report::write_line(&mut std::io::stderr().lock(), &report::document("send", m))
+/// The `"type": "send"` result of a real send with `--format json`, on stderr (stdout is the stream).
+fn result(sent: &report::Sent) -> Result<(), Error> {
+    report::write_line(&mut std::io::stderr().lock(), &report::send_result(sent))
 }
 
 pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
@@ -168,7 +143,8 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
         let totals = send::send(&pool, &opts, 1)?;
         if a.format == TextJson::Json {
             let secs = t.elapsed().as_secs_f64();
-            result(&Sent { format, lv: None, base: None, thin_id: Some(thin_id), base_id: a.base_id, totals, secs })?;
+            let ids = (Some(thin_id), a.base_id);
+            result(&report::Sent { format, lv: None, base: None, thin_id: ids.0, base_id: ids.1, totals, secs })?;
         }
     }
     Ok(ExitCode::SUCCESS)
