@@ -28,6 +28,9 @@ pub mod compat;
 pub mod lvm;
 pub mod remote;
 
+// The one JSON schema of every command's machine-readable output.
+pub mod report;
+
 // Errors, syscall wrappers, signal undo, progress, escaping of untrusted text.
 pub mod error;
 pub mod sys;

@@ -53,15 +53,15 @@ fn json_carries_ranges_data_blocks_and_stats() {
     let (rc, out, err) = diff(&img, &["--snap1", "1", "--snap2", "7", "--format", "json", "--verbose", "--stats"]);
     assert_eq!(rc, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["left"], 1);
-    assert_eq!(v["right"], 7);
+    assert_eq!(v["left_dev_id"], 1);
+    assert_eq!(v["right_dev_id"], 7);
     let r = v["ranges"].as_array().unwrap();
     assert_eq!(r.len(), 5);
     assert_eq!(r[1]["kind"], "different");
     assert_eq!(r[1]["left_data_begin"], 103);
     assert_eq!(r[1]["right_data_begin"], 400);
-    assert_eq!(v["stats"]["same"], 3);
-    assert_eq!(v["stats"]["left_only"], 2);
+    assert_eq!(v["stats"]["same_blocks"], 3);
+    assert_eq!(v["stats"]["left_only_blocks"], 2);
     assert!(v["stats"]["metadata_blocks_read"].as_u64().unwrap() >= 2);
 }
 

@@ -163,14 +163,15 @@ fn exercise(img: Vec<u8>) -> bool {
         for (format, dev_ids) in [
             (dump::Format::Xml, vec![]),
             (dump::Format::Json, vec![]),
+            (dump::Format::HumanReadable, vec![]),
             (dump::Format::Xml, first.into_iter().collect()),
         ] {
-            let _ = dump::dump(&pool, &dump::Options { format, dev_ids, skip_mappings: false }, &mut sink);
+            let _ = dump::dump(&pool, &dump::Options { format, dev_ids, ..Default::default() }, &mut sink);
         }
         if let Ok(rows) = ls::rows(&pool) {
             let fields: Vec<ls::Field> = ls::ALL_FIELDS.iter().map(|(_, f)| *f).collect();
             let _ = ls::write_table(&pool, &rows, &fields, true, &mut sink);
-            let _ = ls::write_json(&pool, &rows, &mut sink);
+            let _ = ls::write_json(&pool, &rows, &fields, &mut sink);
         }
     }
     opened

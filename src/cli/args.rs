@@ -10,7 +10,7 @@ use thinsend::pool::Pool;
 use thinsend::superblock::Source;
 use thinsend::{progress, stream, Error};
 
-/// `-m[=BLOCK]`: which superblock to read.
+/// `-m[BLOCK]`, `-m=BLOCK`, `--metadata-snap[=BLOCK]`: which superblock to read.
 #[derive(Args, Clone, Copy, Debug, Default)]
 pub struct SnapArg {
     /// Read the held metadata snapshot (superblock copy at held_root) instead of the live
@@ -33,6 +33,25 @@ impl SnapArg {
     }
 }
 
+/// getopt's optional argument for `-m`, as thin_dump and thin_delta 0.9.0 parse it: `-m200` is
+/// `-m` with block 200 (clap would refuse it, since `-m 200` must stay `-m` without a block, 200
+/// then being the next argument, as in getopt). Rewrites `-mDIGITS` to `-m=DIGITS` before `--` in
+/// the subcommands that take `-m`.
+pub fn getopt_compat(mut argv: Vec<String>) -> Vec<String> {
+    if !matches!(argv.get(1).map(String::as_str), Some("dump" | "ls" | "diff" | "send")) {
+        return argv;
+    }
+    for a in argv.iter_mut().skip(2) {
+        if a == "--" {
+            break;
+        }
+        if let Some(n) = a.strip_prefix("-m").filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            *a = format!("-m={n}");
+        }
+    }
+    argv
+}
+
 /// `[-m[=BLOCK]] METADATA`
 #[derive(Args, Clone, Debug)]
 pub struct MetaArgs {
@@ -48,11 +67,22 @@ impl MetaArgs {
     }
 }
 
+/// `--progress[=text|json]`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressArg {
+    /// Human progress lines.
+    Text,
+    /// One JSON line per update (docs/JSON.md).
+    Json,
+}
+
 #[derive(Args, Clone, Copy, Debug)]
 pub struct ProgressArgs {
-    /// Show progress on stderr even when it is not a terminal (-v/--verbose as in zfs send/recv).
-    #[arg(long, short = 'v', visible_alias = "verbose", conflicts_with = "quiet")]
-    pub progress: bool,
+    /// Show progress on stderr even when it is not a terminal (-v/--verbose as in zfs send/recv);
+    /// `--progress=json` prints one JSON line per second instead (docs/JSON.md).
+    #[arg(long, short = 'v', visible_alias = "verbose", conflicts_with = "quiet", value_enum,
+          num_args = 0..=1, require_equals = true, default_missing_value = "text", value_name = "text|json")]
+    pub progress: Option<ProgressArg>,
     /// No progress and no summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -61,7 +91,8 @@ pub struct ProgressArgs {
 impl ProgressArgs {
     pub fn mode(self) -> progress::Mode {
         match (self.progress, self.quiet) {
-            (true, _) => progress::Mode::Always,
+            (Some(ProgressArg::Json), _) => progress::Mode::Json,
+            (Some(ProgressArg::Text), _) => progress::Mode::Always,
             (_, true) => progress::Mode::Never,
             _ => progress::Mode::Auto,
         }

@@ -138,7 +138,7 @@ pub fn main() -> ExitCode {
     if argv.first().is_some_and(|a| thinsend::compat::is_compat_name(a)) {
         return ExitCode::from(thinsend::compat::main(argv));
     }
-    match run(Cli::parse()) {
+    match run(Cli::parse_from(args::getopt_compat(argv))) {
         Ok(code) => code,
         Err(e) => {
             let code = exit_code(&e);
@@ -198,6 +198,21 @@ mod tests {
         assert_eq!(s, "lv\\nthinsend-native: received OK\\x1b[2J\\tx\\u{9b}");
         assert!(!s.chars().any(char::is_control));
         assert_eq!(escape_controls("vg/lv: ünïcode stays"), "vg/lv: ünïcode stays");
+    }
+
+    #[test]
+    fn metadata_snap_takes_its_block_as_getopt_does() {
+        let v = |a: &[&str]| args::getopt_compat(a.iter().map(|s| s.to_string()).collect());
+        assert_eq!(v(&["t", "dump", "-m200", "img"]), ["t", "dump", "-m=200", "img"]);
+        assert_eq!(v(&["t", "diff", "-m", "200", "img"]), ["t", "diff", "-m", "200", "img"]);
+        assert_eq!(v(&["t", "dump", "--", "-m200"]), ["t", "dump", "--", "-m200"]);
+        assert_eq!(v(&["t", "recv", "-m200"]), ["t", "recv", "-m200"]);
+        assert_eq!(v(&["t", "ls", "-mx"]), ["t", "ls", "-mx"]);
+        let parsed = Cli::try_parse_from(v(&["t", "dump", "-m200", "img"])).unwrap();
+        let Cmd::Dump(d) = parsed.cmd else { panic!("not dump") };
+        assert!(format!("{d:?}").contains("metadata_snap: Some(200)"), "{d:?}");
+        // `-m 200 img`: -m without a block, and two devices: refused, as thin_dump fails on it.
+        assert!(Cli::try_parse_from(v(&["t", "dump", "-m", "200", "img"])).is_err());
     }
 
     #[test]

@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Args;
-use thinsend::{io as sys, lvm, recv, stream, Error};
+use thinsend::{io as sys, lvm, recv, report, stream, Error};
 
-use super::args::{AcceptArgs, ProgressArgs};
+use super::args::{flush, stdout, AcceptArgs, ProgressArgs, TextJson};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -56,10 +57,13 @@ pub struct RecvArgs {
     /// $THINSEND_STATE_DIR or /var/lib/thinsend-native, one JSON file per target).
     #[arg(long = "state-file", value_name = "FILE")]
     state_file: Option<PathBuf>,
-    /// Volume size in bytes for a stream that does not carry it (LINBIT); default: the existing
-    /// target's size.
-    #[arg(long, value_name = "BYTES", conflicts_with = "lv")]
+    /// Volume size for a stream that does not carry it (LINBIT): bytes, or with a suffix (48M,
+    /// 1.5G, binary units); default: the existing target's size.
+    #[arg(long, value_name = "SIZE", conflicts_with = "lv", value_parser = crate::cli::size::parse_nonzero)]
     size: Option<u64>,
+    /// json: print the result as one JSON document on stdout (docs/JSON.md).
+    #[arg(long, value_enum, default_value_t = TextJson::Text)]
+    format: TextJson,
     #[command(flatten)]
     progress: ProgressArgs,
 }
@@ -80,8 +84,9 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
             read,
             progress: a.progress.mode(),
         };
-        lvm::recv::recv(&args, 0)?;
-        return Ok(ExitCode::SUCCESS);
+        let t = Instant::now();
+        let summary = lvm::recv::recv(&args, 0)?;
+        return result(a.format, &args.target, &summary, t);
     }
     let to = a.to.ok_or_else(|| Error::Usage("recv needs VG/LV or --to PATH".into()))?;
     let opts = recv::Options {
@@ -93,6 +98,17 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
         rollback: a.rollback,
         size: a.size,
     };
-    recv::recv(0, &opts)?;
+    let t = Instant::now();
+    let summary = recv::recv(0, &opts)?;
+    result(a.format, &opts.to.display().to_string(), &summary, t)
+}
+
+/// With `--format json`, the `"type": "recv"` result on stdout (docs/JSON.md).
+fn result(format: TextJson, target: &str, s: &stream::Summary, t: Instant) -> Result<ExitCode, Error> {
+    if format == TextJson::Json {
+        let mut out = stdout();
+        report::write_line(&mut out, &report::recv_result(target, s, t.elapsed().as_secs_f64()))?;
+        flush(&mut out)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

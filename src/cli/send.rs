@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use thinsend::lvm::send::ReadFrom;
-use thinsend::{io as sys, lvm, send, Error};
+use thinsend::{io as sys, lvm, report, send, Error};
 
 use super::args::{flush, stdout, ProgressArgs, SnapArg, TextJson};
 
@@ -71,8 +71,9 @@ pub struct SendArgs {
     /// Print the records that would be sent and the exact stream size; send nothing.
     #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
-    /// Output of --dry-run.
-    #[arg(long, value_enum, default_value_t = TextJson::Text, requires = "dry_run")]
+    /// json: --dry-run prints its plan as JSON on stdout, and a real send prints its result as
+    /// one JSON line on stderr (stdout is the stream), after any --progress=json lines.
+    #[arg(long, value_enum, default_value_t = TextJson::Text)]
     format: TextJson,
     /// Compress DATA with zstd (LEVEL 1-19, default 3) on all cores, as ZDATA records; records that
     /// do not shrink go raw. Native format only; recv and inspect decompress.
@@ -124,9 +125,20 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         flush(&mut out)?;
     } else {
         refuse_tty(a.allow_tty)?;
-        lvm::send::send(&args, 1)?;
+        let t = std::time::Instant::now();
+        let totals = lvm::send::send(&args, 1)?;
+        if a.format == TextJson::Json {
+            let (lv, base) = (Some(args.snap.clone()), args.base.clone());
+            let secs = t.elapsed().as_secs_f64();
+            result(&report::Sent { format, lv, base, thin_id: None, base_id: None, totals, secs })?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `"type": "send"` result of a real send with `--format json`, on stderr (stdout is the stream).
+fn result(sent: &report::Sent) -> Result<(), Error> {
+    report::write_line(&mut std::io::stderr().lock(), &report::send_result(sent))
 }
 
 pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
@@ -160,7 +172,13 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
         flush(&mut out)?;
     } else {
         refuse_tty(a.allow_tty)?;
-        send::send(&pool, &opts, 1)?;
+        let t = std::time::Instant::now();
+        let totals = send::send(&pool, &opts, 1)?;
+        if a.format == TextJson::Json {
+            let secs = t.elapsed().as_secs_f64();
+            let ids = (Some(thin_id), a.base_id);
+            result(&report::Sent { format, lv: None, base: None, thin_id: ids.0, base_id: ids.1, totals, secs })?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

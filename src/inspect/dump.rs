@@ -1,5 +1,5 @@
-//! `dump`: every device's mappings as thin_dump-compatible XML (byte-identical to
-//! thin-provisioning-tools 0.9.0) or JSON, streamed run by run.
+//! `dump`: every device's mappings as thin_dump-compatible XML or human_readable text
+//! (byte-identical to thin-provisioning-tools 0.9.0) or JSON (docs/JSON.md), streamed run by run.
 
 use std::io::Write;
 
@@ -7,10 +7,14 @@ use crate::btree::mapping::{mappings, BlockTime};
 use crate::btree::runs::coalesce;
 use crate::error::{Error, Result};
 use crate::pool::{Device, Pool};
+use crate::report::{self, PoolFacts};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
+    #[default]
     Xml,
+    /// thin_dump 0.9.0's `--format human_readable`.
+    HumanReadable,
     Json,
 }
 
@@ -44,11 +48,23 @@ pub fn runs<'a>(pool: &'a Pool, d: &Device) -> impl Iterator<Item = Result<Run>>
     coalesce(mappings(&pool.dev, d.root).map(single), Run::join)
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub format: Format,
     /// Only these devices (all if empty).
     pub dev_ids: Vec<u64>,
     pub skip_mappings: bool,
+    /// The superblock values printed instead of the pool's (thin_dump's `--transaction-id`,
+    /// `--data-block-size`, `--nr-data-blocks`).
+    pub overrides: Overrides,
+}
+
+/// Superblock values to print instead of what the pool records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub transaction: Option<u64>,
+    pub data_block_size: Option<u64>,
+    pub nr_data_blocks: Option<u64>,
 }
 
 pub fn dump(pool: &Pool, opts: &Options, out: &mut dyn Write) -> Result<()> {
@@ -56,9 +72,11 @@ pub fn dump(pool: &Pool, opts: &Options, out: &mut dyn Write) -> Result<()> {
     let devices: Vec<&Device> =
         pool.devices.iter().filter(|d| opts.dev_ids.is_empty() || opts.dev_ids.contains(&d.id)).collect();
     let w = &mut Out { w: out, num: itoa::Buffer::new(), buf: Vec::with_capacity(OUT_CHUNK + 256) };
+    let (skip, o) = (opts.skip_mappings, &opts.overrides);
     let done = match opts.format {
-        Format::Xml => xml(pool, &devices, opts.skip_mappings, w),
-        Format::Json => json(pool, &devices, opts.skip_mappings, w),
+        Format::Xml => xml(pool, &devices, skip, o, w),
+        Format::HumanReadable => human(pool, &devices, skip, o, w),
+        Format::Json => json(pool, &devices, skip, o, w),
     };
     // What was formatted goes out even when a damaged block ends the dump, as before buffering.
     let flushed = w.flush();
@@ -144,18 +162,17 @@ impl Out<'_> {
 /// Named integer fields, written as XML attributes or JSON fields.
 type Fields<const N: usize> = [(&'static str, u64); N];
 
-/// The superblock's fields as both formats give them, split where JSON adds `needs_check`.
-fn superblock_fields(pool: &Pool) -> (Fields<3>, Fields<3>) {
+/// The superblock's fields in thin_dump's order, with the overrides applied.
+fn superblock_fields(pool: &Pool, o: &Overrides) -> Fields<6> {
     let sb = pool.superblock();
-    let nr_data_blocks = pool.nr_data_blocks();
-    (
-        [("time", sb.time.into()), ("transaction", sb.trans_id), ("flags", sb.flags.into())],
-        [
-            ("version", sb.version.into()),
-            ("data_block_size", sb.data_block_size.into()),
-            ("nr_data_blocks", nr_data_blocks),
-        ],
-    )
+    [
+        ("time", sb.time.into()),
+        ("transaction", o.transaction.unwrap_or(sb.trans_id)),
+        ("flags", sb.flags.into()),
+        ("version", sb.version.into()),
+        ("data_block_size", o.data_block_size.unwrap_or(sb.data_block_size.into())),
+        ("nr_data_blocks", o.nr_data_blocks.unwrap_or(pool.nr_data_blocks())),
+    ]
 }
 
 /// A device's fields, the same in both formats.
@@ -170,11 +187,9 @@ fn device_fields(d: &Device) -> Fields<5> {
     ]
 }
 
-fn xml(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), DumpError> {
-    let (head, tail) = superblock_fields(pool);
+fn xml(pool: &Pool, devices: &[&Device], skip: bool, o: &Overrides, w: &mut Out) -> Result<(), DumpError> {
     w.s("<superblock uuid=\"\"")?;
-    w.all(true, true, &head)?;
-    w.all(true, true, &tail)?;
+    w.all(true, true, &superblock_fields(pool, o))?;
     w.s(">\n")?;
     for d in devices {
         w.s("  <device")?;
@@ -203,32 +218,90 @@ fn xml(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), 
     Ok(())
 }
 
-fn json(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), DumpError> {
-    let (head, tail) = superblock_fields(pool);
-    w.s("{\"superblock\":{")?;
-    w.all(false, true, &head)?;
-    w.s(&format!(",\"needs_check\":{}", pool.superblock().needs_check()))?;
-    w.all(false, false, &tail)?;
-    w.field(false, "held_root", pool.sb.live.held_root)?;
-    w.s(&format!(",\"metadata_snapshot\":{}", pool.sb.snapshot))?;
-    w.s("},\"devices\":[")?;
+/// thin_dump 0.9.0's human_readable format: the superblock's values in a line, each device's
+/// details, then one line per run (`begin..end` inclusive for a range).
+fn human(pool: &Pool, devices: &[&Device], skip: bool, o: &Overrides, w: &mut Out) -> Result<(), DumpError> {
+    w.s("begin superblock: \"\"")?;
+    let sb = superblock_fields(pool, o);
+    // thin_dump's order here: time, transaction, flags, version, data block size, data blocks.
+    for (_, v) in sb {
+        w.s(", ")?;
+        w.n(v)?;
+    }
+    w.s("\n")?;
+    for d in devices {
+        let det = &d.details;
+        let lines: Fields<5> = [
+            ("device: ", d.id),
+            ("mapped_blocks: ", det.mapped_blocks),
+            ("transaction: ", det.transaction_id),
+            ("creation time: ", det.creation_time.into()),
+            ("snap time: ", det.snapshotted_time.into()),
+        ];
+        for (name, v) in lines {
+            w.s(name)?;
+            w.n(v)?;
+            w.s("\n")?;
+        }
+        if !skip {
+            for r in runs(pool, d) {
+                let r = r?;
+                w.s("    ")?;
+                if r.length == 1 {
+                    w.n(r.origin_begin)?;
+                    w.s(" -> ")?;
+                    w.n(r.data_begin)?;
+                } else {
+                    for (i, b) in [r.origin_begin, r.data_begin].into_iter().enumerate() {
+                        w.s(if i == 0 { "(" } else { " -> (" })?;
+                        w.n(b)?;
+                        w.s("..")?;
+                        w.n(b + (r.length - 1))?;
+                        w.s(")")?;
+                    }
+                }
+                w.s(", ")?;
+                w.n(r.time)?;
+                w.s("\n")?;
+            }
+        }
+        w.s("\n")?;
+    }
+    w.s("end superblock\n")?;
+    Ok(())
+}
+
+/// The JSON document (docs/JSON.md, `"type": "dump"`).
+fn json(pool: &Pool, devices: &[&Device], skip: bool, o: &Overrides, w: &mut Out) -> Result<(), DumpError> {
+    let mut facts = PoolFacts::of(pool);
+    facts.transaction = o.transaction.unwrap_or(facts.transaction);
+    if let Some(s) = o.data_block_size {
+        facts.data_block_size_sectors = s;
+        facts.data_block_size_bytes = s.saturating_mul(512);
+    }
+    facts.nr_data_blocks = o.nr_data_blocks.unwrap_or(facts.nr_data_blocks);
+    w.s(&report::open("dump"))?;
+    w.s(",\"superblock\":")?;
+    w.s(&report::to_json(&facts)?)?;
+    w.s(",\"devices\":[")?;
     for (i, d) in devices.iter().enumerate() {
         w.s(if i == 0 { "\n{" } else { ",\n{" })?;
         w.all(false, true, &device_fields(d))?;
-        if !skip {
-            w.s(",\"mappings\":[")?;
-            for (j, r) in runs(pool, d).enumerate() {
-                let r = r?;
-                w.s(if j == 0 { "\n{" } else { ",\n{" })?;
-                w.field(true, "origin_begin", r.origin_begin)?;
-                w.field(false, "data_begin", r.data_begin)?;
-                w.field(false, "length", r.length)?;
-                w.field(false, "time", r.time)?;
-                w.s("}")?;
-            }
-            w.s("]")?;
+        if skip {
+            w.s(",\"mappings\":null}")?;
+            continue;
         }
-        w.s("}")?;
+        w.s(",\"mappings\":[")?;
+        for (j, r) in runs(pool, d).enumerate() {
+            let r = r?;
+            w.s(if j == 0 { "\n{" } else { ",\n{" })?;
+            w.field(true, "origin_begin", r.origin_begin)?;
+            w.field(false, "data_begin", r.data_begin)?;
+            w.field(false, "length_blocks", r.length)?;
+            w.field(false, "time", r.time)?;
+            w.s("}")?;
+        }
+        w.s("]}")?;
     }
     w.s("]}\n")?;
     Ok(())

@@ -7,6 +7,7 @@ use crate::btree::mapping::mappings;
 use crate::error::{Error, Result};
 use crate::inspect::counts::Counts;
 use crate::pool::Pool;
+use crate::report::{self, PoolFacts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -175,28 +176,57 @@ pub fn write_table(pool: &Pool, rows: &[Row], fields: &[Field], headers: bool, o
     out.write_all(s.as_bytes()).map_err(|e| Error::io("<stdout>", e))
 }
 
-pub fn write_json(pool: &Pool, rows: &[Row], out: &mut dyn Write) -> Result<()> {
+impl Field {
+    /// The field's name in the JSON output: thin_ls's name in lower case, but `dev_id` and
+    /// `creation_time` as in `dump` and the stream identities.
+    pub fn json_name(self) -> &'static str {
+        match self {
+            Field::Dev => "dev_id",
+            Field::MappedBlocks => "mapped_blocks",
+            Field::ExclusiveBlocks => "exclusive_blocks",
+            Field::SharedBlocks => "shared_blocks",
+            Field::MappedSectors => "mapped_sectors",
+            Field::ExclusiveSectors => "exclusive_sectors",
+            Field::SharedSectors => "shared_sectors",
+            Field::MappedBytes => "mapped_bytes",
+            Field::ExclusiveBytes => "exclusive_bytes",
+            Field::SharedBytes => "shared_bytes",
+            Field::Mapped => "mapped",
+            Field::Exclusive => "exclusive",
+            Field::Shared => "shared",
+            Field::Transaction => "transaction",
+            Field::CreateTime => "creation_time",
+            Field::SnapTime => "snap_time",
+        }
+    }
+}
+
+/// The JSON document (docs/JSON.md, `"type": "ls"`): the pool's facts and, per device, the
+/// `fields` (numbers; the human MAPPED/EXCLUSIVE/SHARED as thin_ls's strings).
+pub fn write_json(pool: &Pool, rows: &[Row], fields: &[Field], out: &mut dyn Write) -> Result<()> {
     let spb = pool.superblock().data_block_size as u64;
-    let v: Vec<serde_json::Value> = rows
+    let devices: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            serde_json::json!({
-                "dev": r.dev,
-                "mapped_blocks": r.mapped_blocks,
-                "exclusive_blocks": r.exclusive_blocks,
-                "shared_blocks": r.shared_blocks,
-                "mapped_bytes": r.mapped_blocks.wrapping_mul(spb * 512),
-                "exclusive_bytes": r.exclusive_blocks.wrapping_mul(spb * 512),
-                "shared_bytes": r.shared_blocks.wrapping_mul(spb * 512),
-                "data_block_size_sectors": spb,
-                "transaction": r.transaction,
-                "create_time": r.create_time,
-                "snap_time": r.snap_time,
-            })
+            let m: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|&f| {
+                    let v = value(r, f, spb);
+                    let v = match f {
+                        Field::Mapped | Field::Exclusive | Field::Shared => serde_json::Value::from(v),
+                        _ => v.parse::<u64>().map_or(serde_json::Value::from(v), serde_json::Value::from),
+                    };
+                    (f.json_name().to_string(), v)
+                })
+                .collect();
+            serde_json::Value::Object(m)
         })
         .collect();
-    let s = serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?;
-    writeln!(out, "{s}").map_err(|e| Error::io("<stdout>", e))
+    let mut doc = serde_json::Map::new();
+    doc.insert("superblock".into(), serde_json::to_value(PoolFacts::of(pool)).unwrap_or_default());
+    doc.insert("fields".into(), fields.iter().map(|f| f.name()).collect::<Vec<_>>().into());
+    doc.insert("devices".into(), devices.into());
+    report::write_line(out, &report::document("ls", doc))
 }
 
 #[cfg(test)]

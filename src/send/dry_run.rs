@@ -1,5 +1,5 @@
-//! `--dry-run`: every record that would be sent, and the totals, as text or JSON, from the same
-//! planner and the same writers as a real send.
+//! `--dry-run`: every record that would be sent, and the totals, as text or JSON (docs/JSON.md),
+//! from the same planner and the same writers as a real send.
 
 use std::io::Write;
 
@@ -7,6 +7,7 @@ use super::plan::{Emit, Plan};
 use super::{size_of, source_of, Options, StreamFormat, Totals};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
+use crate::report;
 
 fn w(e: std::io::Error) -> Error {
     Error::io("<stdout>", e)
@@ -34,27 +35,27 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
     let size = plan.known_volume_size();
     let zeros = plan.elides_zeros(opts);
     if json {
-        let mut head = serde_json::json!({
-            "format": format,
-            "mode": if plan.incremental() { "incremental" } else { "full" },
-            "block_size": plan.g.bs,
-            "source": header.source,
-            "base": header.base,
-        });
-        if let Some(vs) = size {
-            head["volume_size"] = vs.into();
-        }
-        head["data_path"] = serde_json::json!({
-            "zero_detect": zeros,
-            "compression": opts.data_path.compress.filter(|_| inline).map(|l| format!("zstd:{l}")),
-            "stream_bytes": if zeros || opts.data_path.compress.is_some() { "at most" } else { "exact" },
-        });
-        let head = head.to_string();
+        let mut head = serde_json::Map::new();
+        head.insert("format".into(), format.into());
+        head.insert("mode".into(), (if plan.incremental() { "incremental" } else { "full" }).into());
+        head.insert("block_size_bytes".into(), plan.g.bs.into());
+        head.insert("volume_size_bytes".into(), size.into());
+        head.insert("source".into(), report::identity(Some(&header.source)));
+        head.insert("base".into(), report::identity(header.base.as_ref()));
+        head.insert(
+            "data_path".into(),
+            serde_json::json!({
+                "zero_detect": zeros,
+                "compression": opts.data_path.compress.filter(|_| inline).map(|l| format!("zstd:{l}")),
+                "stream_bytes": if zeros || opts.data_path.compress.is_some() { "at most" } else { "exact" },
+            }),
+        );
+        let head = report::to_json(&report::document("dry_run", head))?;
         // Print the header fields, then stream the records, then the totals.
         write!(out, "{},\"records\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(w)?;
         let mut p = Print { out, json: true, first: true, inline, pending: None };
         plan.walk(&mut p)?;
-        let totals_json = serde_json::to_string(&totals).map_err(|e| Error::Other(format!("totals: {e}")))?;
+        let totals_json = report::to_json(&totals)?;
         writeln!(p.out, "\n],\"totals\":{totals_json}}}").map_err(w)?;
     } else {
         writeln!(
@@ -113,13 +114,11 @@ impl Print<'_> {
     fn line(&mut self, kind: &str, offset: u64, len: u64, src: Option<u64>) -> Result<()> {
         let r = if self.json {
             let sep = if self.first { "\n" } else { ",\n" };
-            match src {
-                Some(s) => write!(
-                    self.out,
-                    "{sep}{{\"kind\":\"{kind}\",\"offset\":{offset},\"length\":{len},\"source_offset\":{s}}}"
-                ),
-                None => write!(self.out, "{sep}{{\"kind\":\"{kind}\",\"offset\":{offset},\"length\":{len}}}"),
-            }
+            let s = src.map_or("null".to_string(), |s| s.to_string());
+            write!(
+                self.out,
+                "{sep}{{\"kind\":\"{kind}\",\"offset\":{offset},\"length_bytes\":{len},\"source_offset\":{s}}}"
+            )
         } else {
             match src {
                 Some(s) => writeln!(self.out, "{:<5} offset={offset} length={len} source={s}", kind.to_uppercase()),

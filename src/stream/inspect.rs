@@ -1,13 +1,14 @@
 //! `inspect`: the reader `recv` uses, with a sink that lists instead of applying. Every checksum and
 //! count is verified exactly as on receive; nothing is written anywhere but the listing. Strings
 //! from the stream are escaped (text) or JSON-escaped down to DEL and C1 controls (JSON), and a broken
-//! stream still gives a complete JSON document, `"valid": false` with the error.
+//! stream still gives a complete JSON document (docs/JSON.md), `"valid": false` with the error.
 
 use std::io::Write;
 
 use super::{Located, Record, Sink, Start, Summary};
 use crate::error::{Error, Result};
 use crate::io as sys;
+use crate::report;
 use crate::text::{escape, json_safe};
 
 pub struct Inspect<'w> {
@@ -34,10 +35,13 @@ impl<'w> Inspect<'w> {
 impl Sink for Inspect<'_> {
     fn start(&mut self, start: &Start) -> Result<()> {
         if self.json {
-            let header = json_safe(serde_json::to_string(&start.header).unwrap_or_else(|_| "null".into()));
-            write!(self.out, "{{\"format\":\"{}\",\"header\":{header}", start.format.name()).map_err(w)?;
+            let header = report::to_json(&report::header(start.header.as_ref()))?;
+            let open = report::open("inspect");
+            write!(self.out, "{open},\"format\":\"{}\",\"header\":{header}", start.format.name()).map_err(w)?;
             self.opened = true;
-            if !self.quiet {
+            if self.quiet {
+                write!(self.out, ",\"records\":null").map_err(w)?;
+            } else {
                 write!(self.out, ",\"records\":[").map_err(w)?;
                 self.listing = true;
             }
@@ -79,8 +83,7 @@ impl Sink for Inspect<'_> {
         if self.json {
             let sep = if self.first { "\n" } else { ",\n" };
             self.first = false;
-            let j = serde_json::to_string(rec).unwrap_or_default();
-            return write!(self.out, "{sep}{j}").map_err(w);
+            return write!(self.out, "{sep}{}", record_json(rec)?).map_err(w);
         }
         let at = rec.at;
         let k = rec.record.kind_name();
@@ -102,8 +105,8 @@ impl Sink for Inspect<'_> {
     fn finish(&mut self, s: &Summary) -> Result<()> {
         if self.json {
             self.close_json()?;
-            let j = serde_json::to_string(s).map_err(|e| Error::Other(format!("summary: {e}")))?;
-            return writeln!(self.out, ",\"summary\":{j},\"valid\":true}}").map_err(w);
+            let j = report::to_json(s)?;
+            return writeln!(self.out, ",\"summary\":{j},\"valid\":true,\"error\":null}}").map_err(w);
         }
         writeln!(
             self.out,
@@ -129,7 +132,8 @@ impl Inspect<'_> {
     /// Closes what `start` opened (or opens an empty document), up to where the verdict goes.
     fn close_json(&mut self) -> Result<()> {
         if !self.opened {
-            write!(self.out, "{{\"format\":null,\"header\":null").map_err(w)?;
+            let open = report::open("inspect");
+            write!(self.out, "{open},\"format\":null,\"header\":null,\"records\":null").map_err(w)?;
             self.opened = true;
         }
         if self.listing {
@@ -143,8 +147,15 @@ impl Inspect<'_> {
     fn invalid(&mut self, e: &Error) -> Result<()> {
         self.close_json()?;
         let msg = json_safe(serde_json::to_string(&e.to_string()).unwrap_or_else(|_| "\"\"".into()));
-        writeln!(self.out, ",\"valid\":false,\"error\":{msg}}}").map_err(w)
+        writeln!(self.out, ",\"summary\":null,\"valid\":false,\"error\":{msg}}}").map_err(w)
     }
+}
+
+/// One record as the JSON listing gives it: its kind's fields, lengths named with their unit.
+fn record_json(rec: &Located) -> Result<String> {
+    let v = serde_json::to_value(rec).map_err(|e| Error::Other(format!("JSON output: {e}")))?;
+    let renames = [("length", "length_bytes"), ("payload", "payload_bytes"), ("size", "volume_size_bytes")];
+    report::to_json(&report::rename(v, &renames))
 }
 
 /// Reads the stream on `fd` and lists it to `out` (`quiet`: the summary only). A stream that fails

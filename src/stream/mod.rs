@@ -207,6 +207,9 @@ pub struct Summary {
     pub data_bytes: u64,
     pub unmap_bytes: u64,
     pub stream_bytes: u64,
+    /// The native HEADER the stream carried (for the receiver's result; not part of the counts).
+    #[serde(skip)]
+    pub header: Option<native::Header>,
 }
 
 impl Summary {

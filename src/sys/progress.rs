@@ -1,6 +1,9 @@
 //! Progress on stderr for send and recv: bytes done of the total, rate and ETA, redrawn at most a few
 //! times a second on a terminal (one line a second otherwise), and a final one-line summary.
 //!
+//! `--progress=json` prints one JSON line a second instead (docs/JSON.md, `"type": "progress"`), and
+//! a last one with `"final": true` in place of the summary.
+//!
 //! `send | recv` puts two progress lines on one terminal. Only one side redraws in place: the
 //! receiver (or a sender writing to a file). A sender writing into a pipe prints whole lines, every
 //! few seconds, each erasing the receiver's line first, so the receiver's line stays at the bottom
@@ -10,6 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::io as sys;
+use crate::report;
 
 /// Whether to show progress (`--progress` forces it, `--quiet` silences it; otherwise only on a tty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,6 +22,8 @@ pub enum Mode {
     Auto,
     Always,
     Never,
+    /// One JSON line per update on stderr, whatever stderr is.
+    Json,
 }
 
 pub struct Progress {
@@ -31,6 +37,8 @@ pub struct Progress {
     drawn: bool,
     /// Whole lines instead of redrawing in place (the other side of a pipe owns the line).
     lines: bool,
+    /// JSON lines (`--progress=json`).
+    json: bool,
 }
 
 /// `1.5 GiB` style sizes.
@@ -65,11 +73,12 @@ impl Progress {
         let tty = sys::is_tty(2);
         let enabled = match mode {
             Mode::Auto => tty,
-            Mode::Always => true,
+            Mode::Always | Mode::Json => true,
             Mode::Never => false,
         };
         let now = Instant::now();
-        Progress { enabled, tty, verb, total, done: 0, start: now, last: now, drawn: false, lines: false }
+        let json = mode == Mode::Json;
+        Progress { enabled, tty, verb, total, done: 0, start: now, last: now, drawn: false, lines: false, json }
     }
 
     /// Prints whole lines instead of redrawing one in place when `lines` (a sender writing into a
@@ -80,6 +89,9 @@ impl Progress {
     }
 
     fn interval(&self) -> Duration {
+        if self.json {
+            return Duration::from_secs(1);
+        }
         match (self.tty, self.lines) {
             (true, false) => Duration::from_millis(250),
             (true, true) => Duration::from_secs(5),
@@ -118,7 +130,37 @@ impl Progress {
         }
     }
 
+    /// One `"type": "progress"` JSON line.
+    fn json_line(&self, now: Instant, last: bool) -> String {
+        let secs = now.duration_since(self.start).as_secs_f64();
+        let rate = self.done as f64 / secs.max(1e-6);
+        let eta = match self.total {
+            Some(t) if rate > 0.0 && t >= self.done => Some((t - self.done) as f64 / rate),
+            _ => None,
+        };
+        let command = match self.verb {
+            "sent" => "send",
+            "received" => "recv",
+            v => v,
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("command".into(), command.into());
+        m.insert("done_bytes".into(), self.done.into());
+        m.insert("total_bytes".into(), self.total.into());
+        m.insert("elapsed_seconds".into(), report::seconds(secs));
+        m.insert("bytes_per_second".into(), report::rate(self.done, secs));
+        m.insert("eta_seconds".into(), eta.map_or(serde_json::Value::Null, report::seconds));
+        m.insert("final".into(), last.into());
+        let mut line = report::to_json(&report::document("progress", m)).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
     fn draw(&mut self, now: Instant) {
+        if self.json {
+            let _ = std::io::stderr().lock().write_all(self.json_line(now, false).as_bytes());
+            return;
+        }
         let secs = now.duration_since(self.start).as_secs_f64().max(1e-6);
         let rate = self.done as f64 / secs;
         let mut line = format!("{} {}", self.verb, human(self.done as f64));
@@ -141,6 +183,10 @@ impl Progress {
         if !self.enabled {
             return;
         }
+        if self.json {
+            let _ = std::io::stderr().lock().write_all(self.json_line(Instant::now(), true).as_bytes());
+            return;
+        }
         let mut e = std::io::stderr().lock();
         // On a terminal the line may hold this side's or the other side's progress: clear it.
         if self.tty {
@@ -151,7 +197,7 @@ impl Progress {
 
     /// Clears the progress line without a summary (before an error message).
     pub fn abandon(&mut self) {
-        if self.enabled && self.tty && self.drawn {
+        if self.enabled && self.tty && self.drawn && !self.json {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
         }
     }
@@ -168,7 +214,40 @@ mod tests {
 
     fn on(tty: bool, lines: bool) -> Progress {
         let now = Instant::now();
-        Progress { enabled: true, tty, verb: "sent", total: None, done: 0, start: now, last: now, drawn: false, lines }
+        Progress {
+            enabled: true,
+            tty,
+            verb: "sent",
+            total: None,
+            done: 0,
+            start: now,
+            last: now,
+            drawn: false,
+            lines,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_schema_and_byte_counts() {
+        let mut p = on(false, false);
+        p.json = true;
+        p.total = Some(1000);
+        p.done = 250;
+        let line = p.json_line(p.start + Duration::from_secs(2), false);
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["schema"], crate::report::SCHEMA);
+        assert_eq!(v["type"], "progress");
+        assert_eq!(v["command"], "send");
+        assert_eq!((v["done_bytes"].as_u64(), v["total_bytes"].as_u64()), (Some(250), Some(1000)));
+        assert_eq!(v["bytes_per_second"], 125);
+        assert_eq!(v["eta_seconds"], 6.0);
+        assert_eq!(v["final"], false);
+        p.total = None;
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&p.json_line(p.start, true)).unwrap()["total_bytes"].is_null()
+        );
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether thin_check's `--ignore-non-fatal-errors` may pass over it: blocks counted in use
+    /// that nothing uses (leaks), and underfull nodes. Everything else can lose or corrupt data.
+    pub fn is_fatal(self) -> bool {
+        !matches!(self, Kind::MetadataLeak | Kind::DataLeak | Kind::Underfull)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Structure => "structure",
@@ -104,6 +110,11 @@ pub struct Stats {
 impl Report {
     pub fn is_clean(&self) -> bool {
         self.totals.is_empty()
+    }
+
+    /// Whether any finding is of a fatal kind ([`Kind::is_fatal`]).
+    pub fn has_fatal(&self) -> bool {
+        self.totals.keys().any(|k| k.is_fatal())
     }
 
     pub fn count(&self, kind: Kind) -> u64 {
@@ -167,8 +178,21 @@ impl Tree {
     }
 }
 
+/// What to check (thin_check's options); the default checks everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Only the superblock (`--super-block-only`).
+    pub super_block_only: bool,
+    /// Not the devices' mapping trees, nor what needs them: the reference counts and leaks of the
+    /// space maps (`--skip-mappings`).
+    pub skip_mappings: bool,
+    /// Only the held metadata snapshot's trees, not the live ones nor the space maps (`-m`).
+    pub metadata_snap: bool,
+}
+
 struct Checker<'a> {
     dev: &'a MetadataDev,
+    opts: Options,
     report: Report,
     /// References found to each metadata block, below `meta_len`.
     meta_refs: Counts,
@@ -190,6 +214,11 @@ struct Checker<'a> {
 /// Checks the image or device at `dev` (its live superblock, both space maps, and the held
 /// metadata snapshot if any).
 pub fn check(dev: &MetadataDev) -> Report {
+    check_with(dev, Options::default())
+}
+
+/// [`check`], limited as `opts` says.
+pub fn check_with(dev: &MetadataDev, opts: Options) -> Report {
     let mut report = Report::default();
     let sb = match superblock::read_at(dev, SUPERBLOCK_LOCATION) {
         Ok(sb) => sb,
@@ -200,6 +229,7 @@ pub fn check(dev: &MetadataDev) -> Report {
     };
     let mut c = Checker {
         dev,
+        opts,
         report,
         meta_refs: Counts::default(),
         meta_len: dev.nr_blocks().max(sb.metadata_sm.nr_blocks.min(spacemap::MAX_METADATA_BLOCKS)),
@@ -262,18 +292,35 @@ impl Checker<'_> {
                 ),
             );
         }
+        if self.opts.super_block_only {
+            return;
+        }
+        if self.opts.metadata_snap {
+            match sb.held_root {
+                0 => self.add(Kind::Superblock, "no metadata snapshot is held (held_root is 0)".into()),
+                _ => self.metadata_snapshot(sb),
+            }
+            return self.stats();
+        }
         self.thin_trees(sb, SUPERBLOCK_LOCATION, "live");
         if sb.held_root != 0 {
             self.metadata_snapshot(sb);
         }
         let data_counts = self.data_space_map(&sb.data_sm);
         let meta_counts = self.metadata_space_map(&sb.metadata_sm);
-        if let Some(counts) = data_counts {
-            self.compare(true, &counts, sb.data_sm.nr_blocks, sb.data_sm.nr_allocated);
+        // Without the mapping trees, the references found are incomplete: nothing to compare.
+        if !self.opts.skip_mappings {
+            if let Some(counts) = data_counts {
+                self.compare(true, &counts, sb.data_sm.nr_blocks, sb.data_sm.nr_allocated);
+            }
+            if let Some(counts) = meta_counts {
+                self.compare(false, &counts, sb.metadata_sm.nr_blocks, sb.metadata_sm.nr_allocated);
+            }
         }
-        if let Some(counts) = meta_counts {
-            self.compare(false, &counts, sb.metadata_sm.nr_blocks, sb.metadata_sm.nr_allocated);
-        }
+        self.stats();
+    }
+
+    fn stats(&mut self) {
         self.report.stats.metadata_blocks_in_use = self.meta_refs.count_nonzero();
         self.report.stats.data_blocks_in_use = self.data_refs.count_nonzero();
     }
@@ -281,6 +328,11 @@ impl Checker<'_> {
 
 /// Opens and checks an image file; Err only if it cannot be opened.
 pub fn check_path(path: impl AsRef<std::path::Path>) -> Result<Report> {
+    check_path_with(path, Options::default())
+}
+
+/// [`check_path`], limited as `opts` says.
+pub fn check_path_with(path: impl AsRef<std::path::Path>, opts: Options) -> Result<Report> {
     let dev = MetadataDev::open(path)?;
-    Ok(check(&dev))
+    Ok(check_with(&dev, opts))
 }

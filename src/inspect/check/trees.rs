@@ -49,7 +49,9 @@ impl Checker<'_> {
             Tree::Top => {
                 let root = u64::unpack(v);
                 self.roots.push((key, root));
-                self.walk(root, Tree::Bottom, leaf);
+                if !self.opts.skip_mappings {
+                    self.walk(root, Tree::Bottom, leaf);
+                }
             }
             Tree::Bottom => self.count_data(leaf, key, BlockTime::unpack(v)),
             Tree::Details => self.details.push((key, DeviceDetails::unpack(v))),
@@ -85,10 +87,14 @@ impl Checker<'_> {
         let details: HashMap<u64, DeviceDetails> = details.into_iter().collect();
         for (id, root) in roots {
             let Some(d) = details.get(&id) else { continue };
+            // The tree the counts describe: the live one, or the snapshot's with -m.
+            let counted = (which == "live") != self.opts.metadata_snap;
+            // With --skip-mappings no device tree is walked: count the devices all the same.
+            self.report.stats.devices += (counted && self.opts.skip_mappings) as u64;
             let Some(s) = self.seen.summary(root, Tree::Bottom) else {
                 continue;
             };
-            if which == "live" {
+            if counted {
                 self.report.stats.devices += 1;
                 self.report.stats.mappings += s.entries;
             }

@@ -6,6 +6,7 @@ use std::io::Write;
 use crate::diff::{coalesce_simple, Delta, Kind, Stats};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
+use crate::report::{self, PoolFacts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -107,45 +108,59 @@ fn xml(pool: &Pool, h: &Header, ranges: Ranges, verbose: bool, out: &mut dyn Wri
     out.write_all(b"  </diff>\n</superblock>\n").map_err(io)
 }
 
+/// The JSON document (docs/JSON.md, `"type": "diff"`), closed by [`finish`].
 fn json(pool: &Pool, h: &Header, ranges: Ranges, verbose: bool, out: &mut dyn Write) -> Result<()> {
-    out.write_all(b"{\"superblock\":{").map_err(io)?;
-    for (name, v) in pool_fields(pool) {
-        write!(out, "\"{name}\":{v},").map_err(io)?;
-    }
+    let facts = report::to_json(&PoolFacts::of(pool))?;
     write!(
         out,
-        "\"held_root\":{},\"metadata_snapshot\":{}}},\n\"left\":{},\"right\":{},\"ranges\":[",
-        pool.sb.live.held_root, pool.sb.snapshot, h.left, h.right
+        "{},\"superblock\":{facts},\n\"left_dev_id\":{},\"right_dev_id\":{},\"verbose\":{verbose},\"ranges\":[",
+        report::open("diff"),
+        h.left,
+        h.right
     )
     .map_err(io)?;
+    let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
     for (i, d) in ranges.enumerate() {
         let d = d?;
         let sep = if i == 0 { "\n" } else { ",\n" };
-        write!(out, "{sep}{{\"kind\":\"{}\",\"begin\":{},\"length\":{}", d.kind.name(), d.begin, d.length)
-            .map_err(io)?;
-        if verbose {
-            if let Some(l) = d.left {
-                write!(out, ",\"left_data_begin\":{l}").map_err(io)?;
-            }
-            if let Some(r) = d.right {
-                write!(out, ",\"right_data_begin\":{r}").map_err(io)?;
-            }
-        }
-        out.write_all(b"}").map_err(io)?;
+        // Merged (not verbose) ranges have no one data block per side.
+        let (l, r) = if verbose { (d.left, d.right) } else { (None, None) };
+        write!(
+            out,
+            "{sep}{{\"kind\":\"{}\",\"begin\":{},\"length_blocks\":{},\"left_data_begin\":{},\"right_data_begin\":{}}}",
+            d.kind.name(),
+            d.begin,
+            d.length,
+            opt(l),
+            opt(r)
+        )
+        .map_err(io)?;
     }
     out.write_all(b"]").map_err(io)
 }
 
-/// Ends the output: closes the JSON object (with the statistics, when given); nothing for the others.
+/// The statistics as the JSON output names them (block counts end in `_blocks`).
+pub fn stats_json(s: &Stats) -> Result<String> {
+    let v = serde_json::to_value(s).map_err(|e| Error::Other(format!("JSON output: {e}")))?;
+    let renames = [
+        ("same", "same_blocks"),
+        ("different", "different_blocks"),
+        ("left_only", "left_only_blocks"),
+        ("right_only", "right_only_blocks"),
+    ];
+    report::to_json(&report::rename(v, &renames))
+}
+
+/// Ends the output: closes the JSON object (with the statistics, or `null`); nothing for the others.
 pub fn finish(format: Format, stats: Option<&Stats>, out: &mut dyn Write) -> Result<()> {
     if format != Format::Json {
         return Ok(());
     }
-    if let Some(s) = stats {
-        let s = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
-        write!(out, ",\n\"stats\":{s}").map_err(io)?;
-    }
-    out.write_all(b"}\n").map_err(io)
+    let s = match stats {
+        Some(s) => stats_json(s)?,
+        None => "null".into(),
+    };
+    writeln!(out, ",\n\"stats\":{s}}}").map_err(io)
 }
 
 fn lines(ranges: Ranges, verbose: bool, out: &mut dyn Write) -> Result<()> {

@@ -206,6 +206,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 hd.validate().map_err(|e| stream_error(at, format!("HEADER record: {e}")))?;
                 sink.start(&Start::new(Format::Native, Some(hd.clone()), None)).map_err(on_sink)?;
                 f.volume_size = Some(hd.volume_size);
+                s.header = Some(hd.clone());
                 header = Some(hd);
                 Record::Header { payload: h.length }
             }
