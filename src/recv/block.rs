@@ -277,7 +277,7 @@ impl Target for BlockSink<'_> {
             let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_block_state(&sf, old));
             let jp = journal_path(&self.state_file);
             let (id, saving) = (self.ident()?, "saving to");
-            self.slots.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving)?);
+            self.slots.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving, true)?);
         } else {
             self.mark = Some(state_for(start, false));
         }
