@@ -333,7 +333,7 @@ impl FileSink<'_> {
             return Some(format!("{shown} not created"));
         }
         if !p.active {
-            return Some(format!("the partial receive into {shown} is kept as it was"));
+            return Some(format!("nothing was changed (the partial receive into {shown} is kept as it was)"));
         }
         if let Err(e) = self.checkpoint() {
             note(&format!("{shown}: the checkpoint could not be brought up to date ({e}); the last one stands"));

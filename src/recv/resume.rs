@@ -115,7 +115,7 @@ impl Checkpoint {
                 target,
                 format!(
                     "the stream resumes stream {}, but the partial receive here is of stream {} (a token \
-                     from another target?); nothing was changed",
+                     from another target?)",
                     r.of, o.stream_id
                 ),
             ));
@@ -125,7 +125,7 @@ impl Checkpoint {
                 target,
                 format!(
                     "the stream resumes at byte {}, but the partial receive here got to byte {} (an older \
-                     token? print the current one with `recv --resume-token`); nothing was changed",
+                     token? print the current one with `recv --resume-token`)",
                     r.from_offset, self.offset
                 ),
             ));
@@ -139,8 +139,7 @@ impl Checkpoint {
             return Err(refuse(
                 target,
                 format!(
-                    "the resumed stream carries {} ({} bytes), the partial receive here {} ({} bytes); \
-                     nothing was changed",
+                    "the resumed stream carries {} ({} bytes), the partial receive here {} ({} bytes)",
                     h.source.describe(),
                     h.volume_size,
                     o.source.describe(),
@@ -159,7 +158,7 @@ impl Checkpoint {
             format!(
                 "it has a partial receive of {} (stream {}, {} of {} bytes): continue it with `thinsend-native \
                  send --resume TOKEN <the same sources>` (`thinsend-native recv --resume-token --to {t}` prints \
-                 TOKEN), or discard it with `thinsend-native recv --abort --to {t}`; nothing was changed",
+                 TOKEN), or discard it with `thinsend-native recv --abort --to {t}`",
                 self.header.source.describe(),
                 self.header.stream_id,
                 self.offset,
