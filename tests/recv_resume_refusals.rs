@@ -104,6 +104,10 @@ fn bad_tokens_and_wrong_streams_are_refused_and_change_nothing() {
     let o = run(&["recv", "-s", "--quiet", "--to", s(&a)], &st_a);
     refused(&o, "plain stream with -s", "has a partial receive");
 
+    // A resumed stream cut before its HEADER: nothing applied, but the token is printed again.
+    let o = run(&["recv", "--quiet", "--to", s(&a)], &resumed_a[..20]);
+    assert!(!o.status.success() && stderr(&o).contains(&ta), "no token after a cut: {}", stderr(&o));
+
     // A resumed stream onto a target without a partial state.
     let c = tgt.path().join("c.img");
     let o = run(&["recv", "--quiet", "--to", s(&c)], &resumed_a);

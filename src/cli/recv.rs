@@ -67,13 +67,12 @@ fn partial_state(a: &RecvArgs) -> Result<Option<ExitCode>, Error> {
     if !(a.resume_token || a.abort) {
         return Ok(None);
     }
-    let Some(to) = &a.to else {
-        return Err(Error::Usage("--resume-token and --abort take --to PATH (not yet an LV)".into()));
-    };
-    if a.resume_token {
-        println!("{}", recv::resume_token(to)?);
-    } else {
-        eprintln!("thinsend-native: {}", recv::abort(to)?);
+    match (&a.to, &a.lv) {
+        (Some(to), _) if a.resume_token => println!("{}", recv::resume_token(to)?),
+        (Some(to), _) => eprintln!("thinsend-native: {}", recv::abort(to)?),
+        (None, Some(lv)) if a.resume_token => println!("{}", lvm::recv::resume_token(lv)?),
+        (None, Some(lv)) => eprintln!("thinsend-native: {}", lvm::recv::abort(lv)?),
+        (None, None) => return Err(Error::Usage("--resume-token and --abort take --to PATH or VG/LV".into())),
     }
     Ok(Some(ExitCode::SUCCESS))
 }
@@ -96,6 +95,7 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
             stats: a.stats,
             read,
             progress: a.progress.mode(),
+            resumable: a.resumable,
         };
         lvm::recv::recv(&args, 0)?;
         return Ok(ExitCode::SUCCESS);

@@ -29,6 +29,8 @@ pub(crate) struct Partial {
     last: Option<Checkpoint>,
     /// Records were applied to the partial state in this run (a new checkpoint is due on a stop).
     active: bool,
+    /// The stream was refused as not this partial state's continuation.
+    refused: bool,
     /// Where the records applied so far end.
     offset: u64,
     clock: Clock,
@@ -41,7 +43,8 @@ impl Partial {
     fn new(found: Option<Checkpoint>) -> Partial {
         let last = found.clone();
         let shown = Arc::new(Mutex::new(None));
-        Partial { found, last, active: false, offset: 0, clock: Clock::new(), shown, hook: None }
+        let offset = found.as_ref().map_or(0, |c| c.offset);
+        Partial { found, last, active: false, refused: false, offset, clock: Clock::new(), shown, hook: None }
     }
 
     /// A partial state was kept before this receive.
@@ -197,6 +200,14 @@ impl FileSink<'_> {
     /// Checks the stream against the kept partial state; `true` if it continues it (then the
     /// target is set up to go on from the checkpoint and the usual checks do not apply).
     pub(super) fn resume_begin(&mut self, start: &Start) -> Result<bool> {
+        let r = self.check_resumed(start);
+        if let (Err(_), Some(p)) = (&r, &mut self.partial) {
+            p.refused = true;
+        }
+        r
+    }
+
+    fn check_resumed(&mut self, start: &Start) -> Result<bool> {
         let h = start.header.as_ref();
         let Some(p) = &self.partial else {
             if let Some(r) = h.and_then(|h| h.resume.as_ref()) {
@@ -228,9 +239,9 @@ impl FileSink<'_> {
             };
         };
         let Some(h) = h else {
-            return Err(c.busy(&self.path));
+            return Err(c.busy(&self.path, false));
         };
-        c.accepts(&self.path, h)?;
+        c.accepts(&self.path, false, h)?;
         self.limit = c.header.volume_size;
         if self.len()? != self.limit {
             return Err(refuse(
@@ -254,7 +265,7 @@ impl FileSink<'_> {
 
     /// A checkpoint stands: the receive is active, and a signal prints how to continue.
     fn armed(&mut self, offset: u64, c: Checkpoint) {
-        let note = kept_note(&self.path, &c);
+        let note = kept_note(&self.path, false, &c);
         let Some(p) = &mut self.partial else {
             return;
         };
@@ -332,11 +343,13 @@ impl FileSink<'_> {
             let _ = std::fs::remove_file(&t);
             return Some(format!("{shown} not created"));
         }
-        if !p.active {
+        if !p.active && p.refused {
             return Some(format!("nothing was changed (the partial receive into {shown} is kept as it was)"));
         }
-        if let Err(e) = self.checkpoint() {
-            note(&format!("{shown}: the checkpoint could not be brought up to date ({e}); the last one stands"));
+        if p.active {
+            if let Err(e) = self.checkpoint() {
+                note(&format!("{shown}: the checkpoint could not be brought up to date ({e}); the last one stands"));
+            }
         }
         if let Some(j) = self.slots.journal.take() {
             j.keep();
@@ -344,7 +357,7 @@ impl FileSink<'_> {
         self.temp = None;
         let p = self.partial.as_mut()?;
         p.shown.lock().unwrap_or_else(|e| e.into_inner()).take();
-        p.last.as_ref().map(|c| kept_note(&self.path, c))
+        p.last.as_ref().map(|c| kept_note(&self.path, false, c))
     }
 
     /// The stream the target now holds was begun by the kept partial state's stream.

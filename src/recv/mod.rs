@@ -13,7 +13,7 @@ mod file;
 mod journal;
 mod pending;
 mod playback;
-mod resume;
+pub(crate) mod resume;
 pub mod state;
 mod target;
 pub mod token;

@@ -105,10 +105,10 @@ impl Checkpoint {
 
     /// A resumed stream's HEADER against this checkpoint: the continuation of the same stream, of
     /// the same snapshots, from exactly where this receive got to.
-    pub fn accepts(&self, target: &Path, h: &Header) -> Result<()> {
+    pub fn accepts(&self, target: &Path, lv: bool, h: &Header) -> Result<()> {
         let o = &self.header;
         let Some(r) = &h.resume else {
-            return Err(self.busy(target));
+            return Err(self.busy(target, lv));
         };
         if r.of != o.stream_id {
             return Err(refuse(
@@ -151,20 +151,28 @@ impl Checkpoint {
     }
 
     /// The refusal of any stream but this receive's continuation.
-    pub fn busy(&self, target: &Path) -> Error {
-        let t = target.display();
+    pub fn busy(&self, target: &Path, lv: bool) -> Error {
+        let t = arg(target, lv);
         refuse(
             target,
             format!(
                 "it has a partial receive of {} (stream {}, {} of {} bytes): continue it with `thinsend-native \
-                 send --resume TOKEN <the same sources>` (`thinsend-native recv --resume-token --to {t}` prints \
-                 TOKEN), or discard it with `thinsend-native recv --abort --to {t}`",
+                 send --resume TOKEN <the same sources>` (`thinsend-native recv --resume-token {t}` prints \
+                 TOKEN), or discard it with `thinsend-native recv --abort {t}`",
                 self.header.source.describe(),
                 self.header.stream_id,
                 self.offset,
                 self.header.volume_size
             ),
         )
+    }
+}
+
+/// How recv is told the target: `--to PATH`, or `VG/LV` (then `target` is that name).
+fn arg(target: &Path, lv: bool) -> String {
+    match lv {
+        true => target.display().to_string(),
+        false => format!("--to {}", target.display()),
     }
 }
 
@@ -176,13 +184,13 @@ pub(crate) fn remove_checkpoint(target: &Path) -> Result<()> {
 }
 
 /// What a receive that stopped with its partial state kept prints: the token and the command.
-pub(crate) fn kept_note(target: &Path, ck: &Checkpoint) -> String {
-    let t = target.display();
+pub(crate) fn kept_note(target: &Path, lv: bool, ck: &Checkpoint) -> String {
+    let (t, a) = (target.display(), arg(target, lv));
     let tok = ck.token().encode();
     format!(
         "the partial receive into {t} is kept ({} of {} bytes applied); resume token: {tok}\n\
          continue with: thinsend-native send --resume {tok} <the same sources as before> | thinsend-native \
-         recv --to {t}\n(or discard it: thinsend-native recv --abort --to {t})",
+         recv {a}\n(or discard it: thinsend-native recv --abort {a})",
         ck.offset, ck.header.volume_size
     )
 }
@@ -253,17 +261,17 @@ mod tests {
         let c = Checkpoint::new(Kind::Temp, &header(), 8192);
         let mut h = header();
         h.stream_id = "cd".repeat(16);
-        assert!(c.accepts(t, &h).unwrap_err().to_string().contains("has a partial receive"));
+        assert!(c.accepts(t, false, &h).unwrap_err().to_string().contains("has a partial receive"));
         h.resume = Some(Resume { of: "ab".repeat(16), from_offset: 8192 });
-        c.accepts(t, &h).unwrap();
+        c.accepts(t, false, &h).unwrap();
         let mut o = h.clone();
         o.resume = Some(Resume { of: "ef".repeat(16), from_offset: 8192 });
-        assert!(c.accepts(t, &o).unwrap_err().to_string().contains("another target"));
+        assert!(c.accepts(t, false, &o).unwrap_err().to_string().contains("another target"));
         let mut o = h.clone();
         o.resume = Some(Resume { of: "ab".repeat(16), from_offset: 4096 });
-        assert!(c.accepts(t, &o).unwrap_err().to_string().contains("older"));
+        assert!(c.accepts(t, false, &o).unwrap_err().to_string().contains("older"));
         let mut o = h;
         o.source.creation_time = 9;
-        assert!(c.accepts(t, &o).is_err());
+        assert!(c.accepts(t, false, &o).is_err());
     }
 }
