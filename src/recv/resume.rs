@@ -188,9 +188,9 @@ pub(crate) fn kept_note(target: &Path, lv: bool, ck: &Checkpoint) -> String {
     let (t, a) = (target.display(), arg(target, lv));
     let tok = ck.token().encode();
     format!(
-        "the partial receive into {t} is kept ({} of {} bytes applied); resume token: {tok}\n\
-         continue with: thinsend-native send --resume {tok} <the same sources as before> | thinsend-native \
-         recv {a}\n(or discard it: thinsend-native recv --abort {a})",
+        "the partial receive into {t} is kept ({} of {} bytes applied); resume token: {tok} ; continue \
+         with: thinsend-native send --resume {tok} <the same sources as before> | thinsend-native recv {a} ; \
+         or discard it: thinsend-native recv --abort {a}",
         ck.offset, ck.header.volume_size
     )
 }

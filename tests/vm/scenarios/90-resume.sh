@@ -17,10 +17,11 @@ sha_of() { lvchange -q -ay -K "$1"; sha256sum "/dev/$1" | cut -d' ' -f1; }
 want1=$(sha_of vga/s1)
 want2=$(sha_of vga/s2)
 
-# interrupted RECV_ARGS -- SEND_ARGS: send | cat | recv -s, the cat killed once the receive has
-# a checkpoint and has gone on for a moment. Fails if the receive completed anyway.
+# interrupted PREV_TOKEN RECV_ARGS -- SEND_ARGS: send | cat | recv -s, the cat killed once the
+# receive made a checkpoint past PREV_TOKEN's (its token changed). Fails if it completed anyway.
 interrupted() {
-  local rargs="" rc
+  local prev=$1 rargs="" rc t
+  shift
   while [ "$1" != "--" ]; do rargs="$rargs $1"; shift; done; shift
   rm -f /tmp/p1 /tmp/p2; mkfifo /tmp/p1 /tmp/p2
   thinsend-native send "$@" > /tmp/p1 2> send.err &
@@ -31,22 +32,26 @@ interrupted() {
   thinsend-native recv -s $rargs < /tmp/p2 2> recv.err &
   local rpid=$!
   local i=0
-  while ! thinsend-native recv --resume-token vgb/r > /dev/null 2>&1 && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-  sleep 0.5
+  while [ $i -lt 600 ]; do
+    t=$(thinsend-native recv --resume-token vgb/r 2>/dev/null || true)
+    [ -n "$t" ] && [ "$t" != "$prev" ] && break
+    sleep 0.1; i=$((i + 1))
+  done
+  sleep 0.3
   kill -KILL $cpid
   rc=0; wait $rpid || rc=$?
   wait $spid || true
-  cat recv.err
+  cat send.err recv.err
   [ $rc -ne 0 ] || vmt_fail "the receive completed before its transport was killed"
   lvs -a vgb | grep -q r_thinsend_tmp || vmt_fail "the staging LV was not kept"
 }
 
 # --- full, interrupted twice --------------------------------------------------------------------
-interrupted --pool vgb/pool vgb/r -- vga/s1
+interrupted "" --pool vgb/pool vgb/r -- vga/s1
 tok=$(thinsend-native recv --resume-token vgb/r)
 grep -q "$tok" recv.err || vmt_fail "the token was not printed on stderr"
 lvs vgb/r > /dev/null 2>&1 && vmt_fail "the target exists before the END"
-interrupted vgb/r -- --resume "$tok" vga/s1
+interrupted "$tok" vgb/r -- --resume "$tok" vga/s1
 tok2=$(thinsend-native recv --resume-token vgb/r)
 [ "$tok2" != "$tok" ] || vmt_fail "the second interruption did not move the checkpoint"
 # the first token is stale now: refused, nothing changed
@@ -61,7 +66,7 @@ if thinsend-native recv --resume-token vgb/r > /dev/null 2>&1; then vmt_fail "a 
 # --- incremental, interrupted, refused, aborted -------------------------------------------------
 before=$(sha_of vgb/r)
 lvchange -q -an vgb/r
-interrupted vgb/r -- vga/s1 vga/s2
+interrupted "" vgb/r -- vga/s1 vga/s2
 if thinsend-native send vga/s1 vga/s2 | thinsend-native recv vgb/r 2> plain.err; then vmt_fail "a plain stream onto a partial state was accepted"; fi
 cat plain.err
 grep -q "has a partial receive" plain.err || vmt_fail "no clear message for a plain stream onto a partial state"
