@@ -94,6 +94,9 @@ fn bad_tokens_and_wrong_streams_are_refused_and_change_nothing() {
 
     // A's token used for B: B's partial receive is of another stream.
     let resumed_a = stream_of(&with_resume(&send, &ta));
+    let listed = run(&["inspect"], &resumed_a);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.status.success() && text.contains("resumes stream"), "inspect of a resumed stream: {text}");
     let o = run(&["recv", "--quiet", "--to", s(&b)], &resumed_a);
     refused(&o, "token of another target", "another target");
 
