@@ -129,6 +129,7 @@ fn send(o: &Opts, err: &mut dyn Write) -> Result<crate::Result<()>, u8> {
         progress: progress::Mode::Never,
         allow_backward: false,
         data_path: Default::default(),
+        resume: None,
     };
     Ok(lvm::send::send(&args, 1).map(|_| ()))
 }

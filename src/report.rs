@@ -142,7 +142,7 @@ pub fn recv_result(target: &str, s: &Summary, secs: f64) -> Value {
 /// Optional fields of a stream identity that the wire format leaves out when unknown.
 const IDENTITY_NULLABLE: [&str; 4] = ["vg_name", "lv_name", "vg_uuid", "lv_uuid"];
 /// Optional fields of the HEADER record.
-const HEADER_NULLABLE: [&str; 3] = ["base", "data_bytes", "compression"];
+const HEADER_NULLABLE: [&str; 4] = ["base", "data_bytes", "compression", "resume"];
 
 fn fill_nulls(v: &mut Value, keys: &[&str]) {
     if let Value::Object(m) = v {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use thinsend::lvm::send::ReadFrom;
+use thinsend::recv::token::Token;
 use thinsend::{io as sys, lvm, report, send, Error};
 
 use super::args::{flush, stdout, ProgressArgs, SnapArg, TextJson};
@@ -86,6 +87,10 @@ pub struct SendArgs {
     /// Limit the stream to RATE bytes a second (50M, 1G: binary units), smooth within a second.
     #[arg(long, value_name = "RATE", value_parser = crate::cli::size::parse_nonzero)]
     bwlimit: Option<u64>,
+    /// Continue an interrupted `recv -s`: send only what follows its checkpoint. The sources must
+    /// be the same as the original send's (their identities are checked against the token).
+    #[arg(long, value_name = "TOKEN")]
+    resume: Option<String>,
     /// Write the stream even when stdout is a terminal.
     #[arg(long = "allow-tty")]
     allow_tty: bool,
@@ -118,6 +123,7 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         progress: a.progress.mode(),
         allow_backward: a.force,
         data_path: data_path(&a),
+        resume: a.resume.as_deref().map(Token::decode).transpose()?,
     };
     if a.dry_run {
         let mut out = stdout();
@@ -163,6 +169,7 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
         copy: send::CopyMode::from_env(),
         allow_backward: a.force,
         data_path,
+        resume: a.resume.as_deref().map(Token::decode).transpose()?,
         ..send::Options::default()
     };
     let pool = a.snap.open(&metadata)?;

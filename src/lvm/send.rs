@@ -33,6 +33,8 @@ pub struct Args {
     pub allow_backward: bool,
     /// Zero elision, compression, bandwidth limit.
     pub data_path: send::DataPath,
+    /// `send --resume TOKEN`: continue an interrupted receive.
+    pub resume: Option<crate::recv::token::Token>,
 }
 
 fn ids(lv: &ThinLv) -> LvmIds {
@@ -65,6 +67,7 @@ fn options(args: &Args, base: Option<&ThinLv>, snap: &ThinLv) -> send::Options {
         base_lvm: base.map(ids).unwrap_or_default(),
         allow_backward: args.allow_backward,
         data_path: args.data_path,
+        resume: args.resume.clone(),
         ..send::Options::default()
     }
 }

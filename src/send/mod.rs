@@ -13,6 +13,7 @@ mod out;
 mod pace;
 mod pipeline;
 mod plan;
+mod resume;
 mod steps;
 mod zero;
 
@@ -117,6 +118,8 @@ pub struct Options {
     /// Send an incremental whose base is newer than the device (refused otherwise).
     pub allow_backward: bool,
     pub data_path: DataPath,
+    /// `--resume TOKEN`: only what follows the token's checkpoint, after checking its identities.
+    pub resume: Option<crate::recv::token::Token>,
 }
 
 impl Default for Options {
@@ -135,6 +138,7 @@ impl Default for Options {
             base_lvm: LvmIds::default(),
             allow_backward: false,
             data_path: DataPath::default(),
+            resume: None,
         }
     }
 }
@@ -227,6 +231,7 @@ impl Plan<'_> {
             base: self.left.as_ref().map(|l| self.identity(l, &opts.base_lvm)),
             data_bytes: None,
             compression: opts.data_path.compress.map(|_| native::zdata::ZSTD.into()),
+            resume: None,
         }
     }
 
@@ -336,6 +341,7 @@ pub fn send_plan(
     }
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
+    resume::bind(opts, &mut header)?;
     let (totals, source_end) = plan.count(&mut header, opts)?;
     if plan.known_volume_size().is_none() {
         warn(&format!(

@@ -64,6 +64,10 @@ impl Sink for Inspect<'_> {
             if let Some(b) = &h.base {
                 writeln!(self.out, "base: {}", b.describe()).map_err(w)?;
             }
+            if let Some(r) = &h.resume {
+                writeln!(self.out, "resumes stream {} from target offset {}", escape(&r.of), r.from_offset)
+                    .map_err(w)?;
+            }
         }
         Ok(())
     }

@@ -246,6 +246,7 @@ mod tests {
             base: None,
             data_bytes: Some(4096),
             compression: None,
+            resume: None,
         };
         let start = w.start(&h);
         assert_eq!(&start[..8], &MAGIC);
