@@ -17,8 +17,10 @@ use crate::sys::io::{fadvise, Advice};
 
 pub const BLOCK_SIZE: usize = 4096;
 
-/// The widest span of blocks whose page-cache residency is asked in one `mincore`.
+/// The widest span of blocks whose page-cache residency is asked in one `mincore`, and the widest
+/// gap inside one.
 const RESIDENCY_SPAN: u64 = 1 << 15;
+const RESIDENCY_GAP: u64 = 64;
 
 fn page_size() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -174,7 +176,11 @@ impl MetadataDev {
         let mut i = 0;
         while i < blocks.len() {
             let first = blocks[i];
-            let j = i + blocks[i..].partition_point(|&b| b - first < RESIDENCY_SPAN);
+            // A span ends at a gap wide enough that asking about it would cost more than a call.
+            let mut j = i + 1;
+            while j < blocks.len() && blocks[j] - blocks[j - 1] < RESIDENCY_GAP && blocks[j] - first < RESIDENCY_SPAN {
+                j += 1;
+            }
             let span = &blocks[i..j];
             i = j;
             let cached = self.residency(first, span[span.len() - 1] - first + 1);
