@@ -124,23 +124,22 @@ fn diff_levels(dev: &MetadataDev, left: u64, right: u64) -> (Prefetch, Vec<Vec<u
 
 /// Reads every internal node of the tree at `root` a level at a time and returns its leaves in key
 /// order, for a [`Readahead`] to keep ahead of a walk over them.
-pub fn tree(dev: &MetadataDev, root: u64, stats: &mut Prefetch) -> Vec<u64> {
+pub fn tree(dev: &MetadataDev, root: u64, leaf_value_size: usize, stats: &mut Prefetch) -> Vec<u64> {
     let mut level = vec![root];
     loop {
-        let mut next = Vec::new();
-        let mut leaves = false;
+        // A level is all leaves or all internal nodes (the walk checks): its first node says which,
+        // and leaves are left to the readahead.
+        let first = level.first().and_then(|&b| decode(dev, b, leaf_value_size).ok());
+        if first.as_ref().map_or(true, |n| n.is_leaf) {
+            stats.leaves += level.len() as u64;
+            return if first.is_some() { level } else { Vec::new() };
+        }
         let mut asked = sorted(level.clone());
         asked.truncate(IN_FLIGHT * 64);
         stats.level(dev, &asked, |_| {});
+        let mut next = Vec::new();
         for &b in &level {
-            match children(&decode(dev, b, 8).ok()) {
-                Some(c) => next.extend(c),
-                None => leaves = true,
-            }
-        }
-        if leaves || next.is_empty() {
-            stats.leaves += level.len() as u64;
-            return if leaves { level } else { Vec::new() };
+            next.extend(children(&decode(dev, b, leaf_value_size).ok()).unwrap_or_default());
         }
         level = next;
     }
@@ -201,8 +200,8 @@ mod tests {
     fn a_tree_plan_lists_the_leaves_in_key_order() {
         let dev = trees().dev();
         let mut s = Prefetch::default();
-        assert_eq!(tree(&dev, 1, &mut s), [21, 22, 11, 12]);
-        assert_eq!(tree(&dev, 21, &mut s), [21]);
+        assert_eq!(tree(&dev, 1, 8, &mut s), [21, 22, 11, 12]);
+        assert_eq!(tree(&dev, 21, 8, &mut s), [21]);
         assert_eq!(s.leaves, 5);
     }
 }
