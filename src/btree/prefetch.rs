@@ -6,6 +6,7 @@
 //! Plans are hints: a block they cannot decode is left for the walk, which reports it.
 
 use crate::block::MetadataDev;
+use crate::btree::cursor::MAX_DEPTH;
 use crate::btree::node::{decode, Node};
 
 /// Blocks asked for and not yet waited on, at most.
@@ -85,6 +86,9 @@ impl Side {
         let mut all = Vec::new();
         for &b in &self.differing {
             all.extend(children(&decode(dev, b, 8).ok()).unwrap_or_default());
+            if all.len() as u64 > dev.nr_blocks() {
+                return None;
+            }
         }
         Some((sorted(all), leftmost))
     }
@@ -106,7 +110,7 @@ fn diff_levels(dev: &MetadataDev, left: u64, right: u64) -> (Prefetch, Vec<Vec<u
     }
     let mut l = Side { differing: vec![left], leftmost: Some(left) };
     let mut r = Side { differing: vec![right], leftmost: Some(right) };
-    loop {
+    for _ in 0..=MAX_DEPTH {
         let level = sorted(l.blocks().chain(r.blocks()).collect());
         p.level(dev, &level, |b| dev.touch(b));
         let (below_l, below_r) = (l.below(dev), r.below(dev));
@@ -117,16 +121,22 @@ fn diff_levels(dev: &MetadataDev, left: u64, right: u64) -> (Prefetch, Vec<Vec<u
             p.leaves += n;
             return (p, levels);
         };
+        if (cl.len() + cr.len()) as u64 > 2 * dev.nr_blocks() {
+            break;
+        }
         l = Side { differing: minus(&cl, &cr), leftmost: lml };
         r = Side { differing: minus(&cr, &cl), leftmost: lmr };
     }
+    (p, levels)
 }
 
 /// Reads every internal node of the tree at `root` a level at a time and returns its leaves in key
 /// order, for a [`Readahead`] to keep ahead of a walk over them.
 pub fn tree(dev: &MetadataDev, root: u64, leaf_value_size: usize, stats: &mut Prefetch) -> Vec<u64> {
     let mut level = vec![root];
-    loop {
+    // A damaged tree (a cycle, pointers shared between parents) must not make the plan grow without
+    // end: no valid level is deeper than MAX_DEPTH or has more nodes than the device has blocks.
+    for _ in 0..=MAX_DEPTH {
         // A level is all leaves or all internal nodes (the walk checks): its first node says which,
         // and leaves are left to the readahead.
         let first = level.first().and_then(|&b| decode(dev, b, leaf_value_size).ok());
@@ -140,9 +150,13 @@ pub fn tree(dev: &MetadataDev, root: u64, leaf_value_size: usize, stats: &mut Pr
         let mut next = Vec::new();
         for &b in &level {
             next.extend(children(&decode(dev, b, leaf_value_size).ok()).unwrap_or_default());
+            if next.len() as u64 > dev.nr_blocks() {
+                return Vec::new();
+            }
         }
         level = next;
     }
+    Vec::new()
 }
 
 /// Keeps reads a window ahead of a walk over known leaves: `advance` once per leaf the walk takes.
@@ -203,5 +217,15 @@ mod tests {
         assert_eq!(tree(&dev, 1, 8, &mut s), [21, 22, 11, 12]);
         assert_eq!(tree(&dev, 21, 8, &mut s), [21]);
         assert_eq!(s.leaves, 5);
+    }
+
+    #[test]
+    fn plans_of_a_tree_with_a_cycle_end() {
+        let mut t = trees();
+        // Node 20's first child points back at the root.
+        t.internal(20, &[(0, 1), (10, 22)]);
+        let dev = t.dev();
+        assert_eq!(tree(&dev, 1, 8, &mut Prefetch::default()), Vec::<u64>::new());
+        assert!(diff_levels(&dev, 1, 2).1.len() <= MAX_DEPTH + 1);
     }
 }

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use rayon::prelude::*;
+
 use crate::btree::mapping::{mappings, BlockTime};
 use crate::btree::runs::coalesce;
 use crate::error::{Error, Result};
@@ -181,26 +183,163 @@ fn xml(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), 
         w.all(true, true, &device_fields(d))?;
         w.s(">\n")?;
         if !skip {
-            for r in runs(pool, d) {
-                let r = r?;
-                if r.length == 1 {
-                    w.s("    <single_mapping")?;
-                    w.attr("origin_block", r.origin_begin)?;
-                    w.attr("data_block", r.data_begin)?;
-                } else {
-                    w.s("    <range_mapping")?;
-                    w.attr("origin_begin", r.origin_begin)?;
-                    w.attr("data_begin", r.data_begin)?;
-                    w.attr("length", r.length)?;
-                }
-                w.attr("time", r.time)?;
-                w.s("/>\n")?;
-            }
+            xml_mappings(pool, d, w)?;
         }
         w.s("  </device>\n")?;
     }
     w.s("</superblock>\n")?;
     Ok(())
+}
+
+/// One run as thin_dump 0.9.0 prints it.
+fn xml_run(buf: &mut Vec<u8>, num: &mut itoa::Buffer, r: &Run) {
+    let mut attr = |buf: &mut Vec<u8>, name: &str, v: u64| {
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(num.format(v).as_bytes());
+    };
+    if r.length == 1 {
+        attr(buf, "    <single_mapping origin_block=\"", r.origin_begin);
+        attr(buf, "\" data_block=\"", r.data_begin);
+    } else {
+        attr(buf, "    <range_mapping origin_begin=\"", r.origin_begin);
+        attr(buf, "\" data_begin=\"", r.data_begin);
+        attr(buf, "\" length=\"", r.length);
+    }
+    attr(buf, "\" time=\"", r.time.into());
+    buf.extend_from_slice(b"\"/>\n");
+}
+
+/// A device's mappings as XML, formatted in parallel key windows (`par`) and written in order.
+fn xml_mappings(pool: &Pool, d: &Device, w: &mut Out) -> Result<(), DumpError> {
+    let windows = par::windows(&pool.dev, d.root)?;
+    let mut pending: Option<Run> = None;
+    let batch = 4 * rayon::current_num_threads().max(1);
+    for chunk in windows.chunks(batch) {
+        let parts: Vec<par::Part> = chunk.par_iter().map(|&(lo, hi)| par::window(&pool.dev, d.root, lo, hi)).collect();
+        for part in parts {
+            if let Some(f) = part.first {
+                if !pending.as_mut().is_some_and(|p| p.join(&f)) {
+                    if let Some(p) = pending.replace(f) {
+                        xml_run(&mut w.buf, &mut w.num, &p);
+                    }
+                }
+            }
+            if part.last.is_some() {
+                if let Some(p) = pending.take() {
+                    xml_run(&mut w.buf, &mut w.num, &p);
+                }
+                w.buf.extend_from_slice(&part.body);
+                pending = part.last;
+            }
+            w.s("")?;
+            if let Some(e) = part.err {
+                // As the serial walk: the run in progress at the error is dropped, one it ended is not.
+                if let (Some(p), Some(t)) = (pending.as_mut(), part.tail) {
+                    if !p.join(&t) {
+                        xml_run(&mut w.buf, &mut w.num, p);
+                    }
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    if let Some(p) = pending {
+        xml_run(&mut w.buf, &mut w.num, &p);
+    }
+    Ok(())
+}
+
+/// Key windows of one device's tree, each walked and formatted on its own.
+mod par {
+    use super::{xml_run, Run};
+    use crate::block::MetadataDev;
+    use crate::btree::cursor::{boundaries, Cursor, Front};
+    use crate::btree::mapping::BlockTime;
+    use crate::error::{Error, Result};
+    use crate::ondisk::OnDisk;
+
+    /// One window's runs: the first and last apart (they may join the neighbours' runs), those
+    /// between them formatted; and the error that ended the window, if one did, with the run then in
+    /// progress.
+    #[derive(Default)]
+    pub struct Part {
+        pub first: Option<Run>,
+        pub body: Vec<u8>,
+        pub last: Option<Run>,
+        pub err: Option<Error>,
+        /// With `err`: the run in progress when it came.
+        pub tail: Option<Run>,
+    }
+
+    /// `[lo, hi)` windows along the root's children (and theirs, when the root has few). A node
+    /// below the root that cannot be read only makes the windows coarser: the walk reports it.
+    pub fn windows(dev: &MetadataDev, root: u64) -> Result<Vec<(u64, Option<u64>)>> {
+        let mut keys = boundaries(dev, root, 8, 1)?;
+        if keys.len() < 64 {
+            if let Ok(k) = boundaries(dev, root, 8, 2) {
+                keys = k;
+            }
+        }
+        let mut w = Vec::with_capacity(keys.len() + 1);
+        let mut lo = 0;
+        for k in keys {
+            w.push((lo, Some(k)));
+            lo = k;
+        }
+        w.push((lo, None));
+        Ok(w)
+    }
+
+    pub fn window(dev: &MetadataDev, root: u64, lo: u64, hi: Option<u64>) -> Part {
+        let mut part = Part::default();
+        let mut cur: Option<Run> = None;
+        let mut num = itoa::Buffer::new();
+        let mut c = Cursor::new(dev, root, 8);
+        let mut emit = |part: &mut Part, r: Run| match part.first {
+            None => part.first = Some(r),
+            Some(_) => xml_run(&mut part.body, &mut num, &r),
+        };
+        loop {
+            match c.front_within(lo, hi) {
+                Front::End => break,
+                Front::Sub { .. } => {
+                    if let Err(e) = c.expand() {
+                        part.err = Some(e);
+                        break;
+                    }
+                }
+                Front::Entry { .. } => {
+                    let Some((leaf, i)) = c.leaf_pos() else { break };
+                    let mut n = 0;
+                    for j in i..leaf.len() {
+                        let k = leaf.key(j);
+                        if hi.is_some_and(|h| k >= h) {
+                            break;
+                        }
+                        let BlockTime { data_block, time } = BlockTime::from_raw(u64::unpack(leaf.value_bytes(j)));
+                        let r = Run { origin_begin: k, data_begin: data_block, length: 1, time };
+                        if !cur.as_mut().is_some_and(|p| p.join(&r)) {
+                            if let Some(p) = cur.replace(r) {
+                                emit(&mut part, p);
+                            }
+                        }
+                        n += 1;
+                    }
+                    c.skip_entries(n.max(1));
+                }
+            }
+        }
+        if part.err.is_some() {
+            part.tail = cur;
+        } else if let Some(r) = cur {
+            if part.first.is_none() {
+                part.first = Some(r);
+            } else {
+                part.last = Some(r);
+            }
+        }
+        part
+    }
 }
 
 fn json(pool: &Pool, devices: &[&Device], skip: bool, w: &mut Out) -> Result<(), DumpError> {
