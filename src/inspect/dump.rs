@@ -6,6 +6,7 @@ use std::io::Write;
 use rayon::prelude::*;
 
 use crate::btree::mapping::{mappings, BlockTime};
+use crate::btree::prefetch::{self, Prefetch};
 use crate::btree::runs::coalesce;
 use crate::error::{Error, Result};
 use crate::pool::{Device, Pool};
@@ -214,7 +215,15 @@ fn xml_mappings(pool: &Pool, d: &Device, w: &mut Out) -> Result<(), DumpError> {
     let windows = par::windows(&pool.dev, d.root)?;
     let mut pending: Option<Run> = None;
     let batch = 4 * rayon::current_num_threads().max(1);
-    for chunk in windows.chunks(batch) {
+    // Cold-aware: the internal nodes read a level at a time, then each batch's share of the leaves
+    // (by position: windows hold about as many leaves each) asked for a batch ahead.
+    let leaves = prefetch::tree(&pool.dev, d.root, 8, &mut Prefetch::default());
+    let share = |w: usize| (w * leaves.len()).div_ceil(windows.len()).min(leaves.len());
+    for (i, chunk) in windows.chunks(batch).enumerate() {
+        let ahead = if i == 0 { 0..2 * batch } else { (i + 1) * batch..(i + 2) * batch };
+        let mut ask = leaves[share(ahead.start)..share(ahead.end)].to_vec();
+        ask.sort_unstable();
+        pool.dev.will_need(&ask);
         let parts: Vec<par::Part> = chunk.par_iter().map(|&(lo, hi)| par::window(&pool.dev, d.root, lo, hi)).collect();
         for part in parts {
             if let Some(f) = part.first {
