@@ -4,6 +4,9 @@
 # release build. Prints the median of REPEAT runs of each, the ratios and our peak anonymous memory.
 #   bench/diff.sh            sizes 100k, 1M, 10M (runs of 16-256 blocks) + the 10M worst case
 #   SIZES="1000000" bench/diff.sh
+#   THIN_DELTA_RUST=/path/thin_delta OLD_BIN=/path/thinsend-native bench/diff.sh
+#                            adds the Rust thin_delta 1.3.2 and an older build (changed-only), same run
+# Cold runs (page cache dropped) are in bench/meta-cold.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${REPEAT:-5}
@@ -22,7 +25,8 @@ time_of() {
   done | median
 }
 
-printf '%-28s %10s %10s %8s %10s %8s %8s %10s\n' scenario thin_delta full ratio changed ratio reads anon_MiB
+printf '%-28s %10s %10s %8s %10s %8s %8s %10s %s\n' scenario thin_delta full ratio changed ratio reads anon_MiB \
+  "${THIN_DELTA_RUST:+rust_delta changed_vs_rust}${OLD_BIN:+ old_changed old_vs_new}"
 run() { # NAME MAPPINGS WRITE_LINE
   local name=$1 n=$2 write=$3 img="$WORK/$1.img"
   cat > "$WORK/$name.spec" <<SPEC
@@ -44,14 +48,23 @@ SPEC
   ch=$(time_of "$T" diff --changed-only --snap1 2 --snap2 1 "$img")
   reads=$("$T" diff --changed-only --stats --snap1 2 --snap2 1 "$img" 2>&1 >/dev/null | sed 's/.*metadata_blocks_read=\([0-9]*\).*/\1/')
   anon=$(python3 bench/peak-anon.py "$T" diff --snap1 2 --snap2 1 "$img" 2>&1 | sed -n 's/peak_anon_kib=//p')
-  printf '%-28s %9.3fs %9.3fs %7.1fx %9.4fs %7.0fx %8s %10.1f\n' "$name" "$td" "$full" \
+  local extra=""
+  if [ -n "${THIN_DELTA_RUST:-}" ]; then
+    local tr; tr=$(time_of "$THIN_DELTA_RUST" --snap1 2 --snap2 1 "$img")
+    extra="$(printf '%9.3fs %7.1fx' "$tr" "$(awk -v a="$tr" -v b="$ch" 'BEGIN{print a/b}')")"
+  fi
+  if [ -n "${OLD_BIN:-}" ]; then
+    local old; old=$(time_of "$OLD_BIN" diff --changed-only --snap1 2 --snap2 1 "$img")
+    extra="$extra $(printf '%9.4fs %7.2fx' "$old" "$(awk -v a="$old" -v b="$ch" 'BEGIN{print a/b}')")"
+  fi
+  printf '%-28s %9.3fs %9.3fs %7.1fx %9.4fs %7.0fx %8s %10.1f %s\n' "$name" "$td" "$full" \
     "$(awk -v a="$td" -v b="$full" 'BEGIN{print a/b}')" "$ch" "$(awk -v a="$td" -v b="$ch" 'BEGIN{print a/b}')" \
-    "$reads" "$(awk -v k="$anon" 'BEGIN{print k/1024}')"
+    "$reads" "$(awk -v k="$anon" 'BEGIN{print k/1024}')" "$extra"
 }
 for n in $SIZES; do
   run "runs16-256-$n" "$n" "write 1 random count=$((n / 100)) run=16..256 within=0+$n"
 done
 last=$(echo "$SIZES" | awk '{print $NF}')
 run "scattered-$last" "$last" "write 1 random count=$((last / 100)) run=1..1 within=0+$last"
-echo "targets at 10M (runs): full >= 3x, changed-only >= 50x, anon < 64 MiB; scattered: changed-only > 1x"
+echo "targets at 10M (runs): full >= 3x, changed-only >= 50x, anon < 64 MiB; scattered: changed-only >= 20x"
 echo "work dir: $WORK (remove when done)"

@@ -7,6 +7,8 @@
 #   bench/dump.sh                  # MAPPINGS=2000000 RUNS=5
 #   MAPPINGS=200000 bench/dump.sh  # smaller pool
 #   KEEP=/tmp/b bench/dump.sh      # keep (and reuse) the XML and image in /tmp/b
+#   THIN_DUMP_RUST=/path/thin_dump OLD_BIN=/path/thinsend-native bench/dump.sh
+#                                  # also the Rust thin_dump 1.3.2 and an older build, same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAPPINGS=${MAPPINGS:-2000000}
@@ -65,9 +67,19 @@ median() {
     echo $(( e - s ))
   done | sort -n | awk '{ t[NR] = $1 } END { printf "%.3f", t[int((NR + 1) / 2)] / 1e9 }'
 }
+if [ -n "${THIN_DUMP_RUST:-}" ]; then
+  # 1.3.2 leaves out flags="0" and the last newline; otherwise the same document.
+  cmp <("$BIN" dump "$IMG" | sed '1s/ flags="0"//' | head -c -1) <("$THIN_DUMP_RUST" "$IMG") ||
+    { echo "outputs differ from THIN_DUMP_RUST" >&2; exit 1; }
+fi
 ours=$(median "$BIN" dump "$IMG")
 theirs=$(median thin_dump "$IMG")
+[ -n "${THIN_DUMP_RUST:-}" ] && rust=$(median "$THIN_DUMP_RUST" "$IMG")
+[ -n "${OLD_BIN:-}" ] && old=$(median "$OLD_BIN" dump "$IMG")
 lines=$(thin_dump "$IMG" | wc -l)
 echo "pool: 2 devices x $MAPPINGS mappings, $lines lines of XML, image $(( $(stat -c %s "$IMG") >> 20 )) MiB"
 echo "thinsend-native dump: ${ours} s   thin_dump: ${theirs} s   (median of $RUNS)"
 awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "speed-up: %.2fx\n", b / a }'
+[ -n "${THIN_DUMP_RUST:-}" ] && awk -v a="$ours" -v b="$rust" 'BEGIN { printf "Rust thin_dump: %.3f s   speed-up: %.2fx (target >= 4x at 2x10M)\n", b, b / a }'
+[ -n "${OLD_BIN:-}" ] && awk -v a="$ours" -v b="$old" 'BEGIN { printf "old build: %.3f s   speed-up: %.2fx\n", b, b / a }'
+true

@@ -13,8 +13,23 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use crate::checksum::{self, BlockKind};
 use crate::error::{Error, Fault, Result};
 use crate::ondisk::OnDisk;
+use crate::sys::io::{fadvise, Advice};
 
 pub const BLOCK_SIZE: usize = 4096;
+
+/// The widest span of blocks whose page-cache residency is asked in one `mincore`, and the widest
+/// gap inside one.
+const RESIDENCY_SPAN: u64 = 1 << 15;
+const RESIDENCY_GAP: u64 = 64;
+
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf takes an integer and returns one.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(p).unwrap_or(0)
+    })
+}
 
 enum Backing {
     Map(memmap2::Mmap),
@@ -149,6 +164,87 @@ impl MetadataDev {
             return Err(self.fault(b, Fault::BlockNumber { kind: kind.name(), found, expected: b }));
         }
         Ok(data)
+    }
+
+    /// Asks the kernel to start reading those of `blocks` (ascending) that are not in the page cache,
+    /// without waiting for them: neighbours go in one request, and the pages found cached cost one
+    /// `mincore` per span instead of a request each. Returns how many blocks were asked for. A hint:
+    /// a block past the end or a refused request only means the walk reads it itself.
+    pub fn will_need(&self, blocks: &[u64]) -> u64 {
+        let blocks = &blocks[..blocks.partition_point(|&b| b < self.nr_blocks)];
+        let mut asked = 0;
+        let mut i = 0;
+        while i < blocks.len() {
+            let first = blocks[i];
+            // A span ends at a gap wide enough that asking about it would cost more than a call.
+            let mut j = i + 1;
+            while j < blocks.len() && blocks[j] - blocks[j - 1] < RESIDENCY_GAP && blocks[j] - first < RESIDENCY_SPAN {
+                j += 1;
+            }
+            let span = &blocks[i..j];
+            i = j;
+            let cached = self.residency(first, span[span.len() - 1] - first + 1);
+            let is_cached = |b: u64| cached.as_ref().is_some_and(|c| c[(b - first) as usize] & 1 == 1);
+            asked += self.advise_runs(span.iter().copied().filter(|&b| !is_cached(b)));
+        }
+        asked
+    }
+
+    /// One WILLNEED request per run of adjacent blocks; returns the blocks asked for.
+    fn advise_runs(&self, blocks: impl Iterator<Item = u64>) -> u64 {
+        let mut asked = 0;
+        let mut run: Option<(u64, u64)> = None;
+        let flush = |(start, len): (u64, u64)| {
+            let (off, bytes) = (start as usize * BLOCK_SIZE, len as usize * BLOCK_SIZE);
+            let _ = match &self.backing {
+                Backing::Map(m) => m.advise_range(memmap2::Advice::WillNeed, off, bytes),
+                Backing::Pread(f) => fadvise(f.as_raw_fd(), off as u64, bytes as u64, Advice::WillNeed),
+                Backing::Mem(_) => Ok(()),
+            };
+        };
+        for b in blocks {
+            asked += 1;
+            run = match run {
+                Some((s, n)) if s + n == b => Some((s, n + 1)),
+                Some(r) => {
+                    flush(r);
+                    Some((b, 1))
+                }
+                None => Some((b, 1)),
+            };
+        }
+        if let Some(r) = run {
+            flush(r);
+        }
+        if let Backing::Mem(_) = self.backing {
+            0
+        } else {
+            asked
+        }
+    }
+
+    /// Which of `n` blocks from `first` are in the page cache (bit 0 of each byte), where it can
+    /// tell: a mapping on 4 KiB pages; None otherwise (every block is then asked for).
+    fn residency(&self, first: u64, n: u64) -> Option<Vec<u8>> {
+        let Backing::Map(m) = &self.backing else {
+            return None;
+        };
+        if page_size() != BLOCK_SIZE || (first + n) * BLOCK_SIZE as u64 > m.len() as u64 {
+            return None;
+        }
+        let mut vec = vec![0u8; n as usize];
+        let len = n as usize * BLOCK_SIZE;
+        // SAFETY: `[first * 4096, +len)` lies inside the live mapping `m` (checked above), starts on a
+        // page boundary (the mapping does, and pages are 4096 bytes), and `vec` has one byte per page.
+        let r = unsafe { libc::mincore(m.as_ptr().add(first as usize * BLOCK_SIZE) as *mut _, len, vec.as_mut_ptr()) };
+        (r == 0).then_some(vec)
+    }
+
+    /// Waits until block `b` is in memory (a page fault on the mapping; a no-op elsewhere).
+    pub fn touch(&self, b: u64) {
+        if let (Backing::Map(m), true) = (&self.backing, b < self.nr_blocks) {
+            std::hint::black_box(m[b as usize * BLOCK_SIZE]);
+        }
     }
 
     pub fn fault(&self, block: u64, fault: Fault) -> Error {

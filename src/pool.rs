@@ -31,6 +31,10 @@ impl Pool {
 
     pub fn from_dev(dev: MetadataDev, source: Source) -> Result<Self> {
         let sb = superblock::select(&dev, source)?;
+        // Both trees' roots in one wait on a cold device rather than two.
+        let mut roots = [sb.used.data_mapping_root, sb.used.device_details_root];
+        roots.sort_unstable();
+        dev.will_need(&roots);
         let roots = device_roots(&dev, sb.used.data_mapping_root)?;
         let details = read_details(&dev, sb.used.device_details_root)?;
         if roots.len() != details.len() || roots.iter().zip(&details).any(|(r, d)| r.0 != d.0) {

@@ -311,6 +311,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The leaf holding the front entry and the entry's index in it (None unless the front is an entry).
+    pub fn leaf_pos(&self) -> Option<(&Node<'a>, usize)> {
+        self.stack.last().filter(|f| f.node.is_leaf && f.next < f.node.len()).map(|f| (&f.node, f.next))
+    }
+
+    /// Passes over `n` entries of the current leaf (at most those left in it).
+    pub fn skip_entries(&mut self, n: usize) {
+        if let Some(top) = self.stack.last_mut() {
+            top.next = (top.next + n).min(top.node.len());
+        }
+    }
+
     /// Takes the whole current leaf (front must be the first entry of a leaf), for leaf-at-a-time users.
     pub fn take_leaf(&mut self) -> Option<Node<'a>> {
         let top = self.stack.pop()?;

@@ -60,9 +60,9 @@ pub fn last_mapped_block(dev: &MetadataDev, root: u64) -> Result<Option<u64>> {
     last_key(dev, root, BlockTime::SIZE)
 }
 
-/// Every mapping of one device, in virtual block order.
+/// Every mapping of one device, in virtual block order (read ahead of the walk on a cold device).
 pub fn mappings(dev: &MetadataDev, root: u64) -> impl Iterator<Item = Result<(u64, BlockTime)>> + '_ {
-    LeafWalker::new(dev, root, 8).entries::<BlockTime>()
+    LeafWalker::cold_aware(dev, root, 8).entries::<BlockTime>()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod details;
 pub mod mapping;
 pub mod node;
+pub mod prefetch;
 pub mod runs;
 pub mod seen;
 #[cfg(test)]

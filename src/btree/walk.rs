@@ -3,17 +3,33 @@
 use crate::block::MetadataDev;
 use crate::btree::cursor::{Cursor, Front};
 use crate::btree::node::{Node, Value};
+use crate::btree::prefetch::{self, Prefetch, Readahead};
 use crate::error::Result;
 
 /// Iterates the leaves of the tree rooted at `root`, in key order.
 pub struct LeafWalker<'a> {
+    dev: &'a MetadataDev,
     /// None once the walk ended in an error.
     cursor: Option<Cursor<'a>>,
+    ahead: Option<Readahead>,
 }
 
 impl<'a> LeafWalker<'a> {
     pub fn new(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Self {
-        LeafWalker { cursor: Some(Cursor::new(dev, root, leaf_value_size)) }
+        LeafWalker { dev, cursor: Some(Cursor::new(dev, root, leaf_value_size)), ahead: None }
+    }
+
+    /// A walk for a device that may be cold: the internal nodes are read a level at a time first,
+    /// then the leaves are asked for a window ahead of the walk (`prefetch`).
+    pub fn cold_aware(dev: &'a MetadataDev, root: u64, leaf_value_size: usize) -> Self {
+        let mut stats = Prefetch::default();
+        let leaves = prefetch::tree(dev, root, leaf_value_size, &mut stats);
+        LeafWalker { ahead: Some(Readahead::new(leaves, stats)), ..Self::new(dev, root, leaf_value_size) }
+    }
+
+    /// What the readahead of a `cold_aware` walk did so far.
+    pub fn prefetch(&self) -> Option<Prefetch> {
+        self.ahead.as_ref().map(|a| a.stats)
     }
 
     /// The leaf entries, decoded as `V`.
@@ -36,7 +52,11 @@ impl<'a> Iterator for LeafWalker<'a> {
     type Item = Result<Node<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match Self::step(self.cursor.as_mut()?) {
+        let c = self.cursor.as_mut()?;
+        if let Some(a) = &mut self.ahead {
+            a.advance(self.dev);
+        }
+        match Self::step(c) {
             Ok(n) => n.map(Ok),
             Err(e) => {
                 self.cursor = None;

@@ -59,10 +59,12 @@ pub struct DiffArgs {
 
 fn stats_line(s: &diff::Stats) -> String {
     format!(
-        "metadata_blocks_read={} shared_subtrees_skipped={} same={} different={} left_only={} right_only={} \
+        "metadata_blocks_read={} shared_subtrees_skipped={} reads_issued={} levels_waited={} same={} different={} left_only={} right_only={} \
          ranges: same={} different={} left_only={} right_only={}",
         s.metadata_blocks_read,
         s.shared_subtrees_skipped,
+        s.reads_issued,
+        s.levels_waited,
         s.same,
         s.different,
         s.left_only,

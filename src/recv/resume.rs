@@ -235,6 +235,7 @@ mod tests {
             base: None,
             data_bytes: None,
             resume: None,
+            compression: None,
         }
     }
 

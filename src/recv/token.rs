@@ -167,6 +167,7 @@ mod tests {
             base: None,
             data_bytes: None,
             resume: None,
+            compression: None,
         };
         assert_eq!(t.mismatch(&h), None);
         let mut r = h.clone();

@@ -8,6 +8,7 @@ use super::{Checker, Kind, Tree};
 use crate::btree::details::{read_details, DeviceDetails};
 use crate::btree::mapping::{device_roots, BlockTime};
 use crate::btree::node::Value;
+use crate::btree::prefetch::{self, Prefetch, Readahead};
 use crate::btree::seen::{Event, SeenWalk};
 use crate::error::{Error, Fault};
 use crate::spacemap::IndexEntry;
@@ -17,11 +18,24 @@ impl Checker<'_> {
     /// Walks the tree of kind `tree` at `root`, whose pointer is held by block `parent`.
     pub(super) fn walk(&mut self, root: u64, tree: Tree, parent: u64) {
         let dev = self.dev;
+        // A mapping tree not walked before: its internal nodes read a level at a time, its leaves
+        // asked for ahead of the walk (a reference at a time; shared subtrees only slow it).
+        let mut ahead = (tree == Tree::Bottom && root < dev.nr_blocks() && self.seen.summary(root, tree).is_none())
+            .then(|| {
+                let mut stats = Prefetch::default();
+                let leaves = prefetch::tree(dev, root, tree.value_size(), &mut stats);
+                Readahead::new(leaves, stats)
+            });
         let mut w = SeenWalk::new(dev, root, tree.value_size(), tree, parent);
         while let Some(ev) = w.next(&mut self.seen) {
             match ev {
                 // Pointers that pass the walk's checks lie inside the device, below `meta_len`.
-                Event::Ref { block } => self.meta_refs.inc(block),
+                Event::Ref { block } => {
+                    self.meta_refs.inc(block);
+                    if let Some(a) = &mut ahead {
+                        a.advance(dev);
+                    }
+                }
                 // The top-level and details lists are then gathered whole (`thin_trees`).
                 Event::Shared { .. } => self.lists_partial |= matches!(tree, Tree::Top | Tree::Details),
                 Event::Foreign { block, tag } => self.add(

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use rayon::prelude::*;
 
 use crate::btree::cursor::{boundaries, leaf_depth};
+use crate::btree::prefetch;
 use crate::btree::runs::{coalesce, Coalescer};
 use crate::error::Result;
 use crate::pool::{Device, Pool};
@@ -88,11 +89,19 @@ pub struct Options {
     pub sequential: bool,
 }
 
+/// Differing leaves from which a changed-only diff is walked in parallel windows: below it, the
+/// windows' own descents would cost more than they save.
+const PARALLEL_LEAVES: u64 = 512;
+
 /// Statistics of one diff, filled in as the iterator runs.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Stats {
     pub metadata_blocks_read: u64,
     pub shared_subtrees_skipped: u64,
+    /// Metadata blocks asked of the kernel ahead of the walk (not in the page cache), and the levels
+    /// that waited for such reads: the critical path in read latencies.
+    pub reads_issued: u64,
+    pub levels_waited: u64,
     /// Blocks by kind.
     pub same: u64,
     pub different: u64,
@@ -107,19 +116,27 @@ pub struct Stats {
 
 /// The delta of `right` against `left` as maximal data-contiguous pieces in ascending order. Walks
 /// the trees in parallel key windows when all mappings are wanted (reading the shared leaves is then
-/// the bulk of the work), and in one walk with `changed_only` (which reads only what differs).
+/// the bulk of the work) or when many leaves differ, otherwise in one walk.
 pub fn delta<'a>(pool: &'a Pool, left: &Device, right: &Device, opts: Options) -> Result<Diff<'a>> {
     let dev = &pool.dev;
-    let parallel =
-        !(opts.changed_only || opts.sequential || rayon::current_num_threads() < 2 || left.root == right.root);
-    let windows = if parallel { windows(pool, left.root, right.root)? } else { Vec::new() };
     let mut stats = Stats::default();
+    // A changed-only diff reads only what differs: fetched a level at a time first (the cold case),
+    // and walked in parallel windows where that is many leaves (scattered changes).
+    let many = if opts.changed_only {
+        let p = prefetch::diff(dev, left.root, right.root);
+        (stats.reads_issued, stats.levels_waited) = (p.reads_issued, p.levels_waited);
+        p.leaves >= PARALLEL_LEAVES
+    } else {
+        true
+    };
+    let parallel = many && !(opts.sequential || rayon::current_num_threads() < 2 || left.root == right.root);
+    let windows = if parallel { windows(pool, left.root, right.root)? } else { Vec::new() };
     let source = if windows.len() < 2 {
         Source::Seq(Box::new(engine::Walk::window(dev, (left.root, None), (right.root, None), opts, 0, None)))
     } else {
         let (ld, lreads) = leaf_depth(dev, left.root, 8)?;
         let (rd, rreads) = leaf_depth(dev, right.root, 8)?;
-        stats.metadata_blocks_read = lreads + rreads;
+        stats.metadata_blocks_read += lreads + rreads;
         let roots = ((left.root, Some(ld)), (right.root, Some(rd)));
         Source::Par { pool, roots, opts, windows, next: 0, ready: VecDeque::new() }
     };

@@ -1,0 +1,72 @@
+#!/bin/bash
+# Cold and warm changed-only diff: an origin of N mappings and its snapshot, 100 single blocks of
+# the origin rewritten after the snapshot (pools built by tools/mkmeta on a real filesystem: a file
+# on tmpfs is never cold). Cold = the image's pages dropped from the page cache (fsync, then
+# posix_fadvise DONTNEED) before each run. thin_delta 0.9.0 (and THIN_DELTA_RUST, the Rust 1.3.2
+# binary, when given) against `thinsend-native diff --changed-only`, and OLD_BIN (an older build)
+# when given, all interleaved in one run; output identity checked first. Prints medians of REPEAT.
+#   bench/meta-cold.sh                      10M mappings
+#   BIG=1 bench/meta-cold.sh                also 250M (4.8 GiB of metadata, ~5 GiB RSS in mkmeta)
+#   SIZES="1000000" OLD_BIN=/path/thinsend-before bench/meta-cold.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT=${REPEAT:-5}
+SIZES=${SIZES:-10000000}
+[ -n "${BIG:-}" ] && SIZES="$SIZES 250000000"
+WORK=${WORK:-$(mktemp -d /var/tmp/thinsend-bench-cold.XXXXXX)}
+fs=$(stat -f -c %T "$WORK")
+[ "$fs" = tmpfs ] && { echo "$WORK is on tmpfs: nothing there is ever cold; set WORK" >&2; exit 1; }
+[ -z "${KEEP:-}" ] && trap 'rm -rf "$WORK"' EXIT
+cargo build --release --quiet -p thinsend-native -p mkmeta
+T=$PWD/target/release/thinsend-native
+M=$PWD/target/release/mkmeta
+export PATH=$PATH:/usr/sbin
+
+drop() { python3 -c 'import os,sys
+fd=os.open(sys.argv[1],os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)' "$1"; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+secs() { local a b; a=$(date +%s%N); "$@" > /dev/null; b=$(date +%s%N); echo $(( (b - a) / 1000 )); }
+# bench IMG CMD...: "warm_ms cold_ms", medians of REPEAT runs each
+bench() {
+  local img=$1; shift
+  local w c
+  w=$(for _ in $(seq "$REPEAT"); do secs "$@"; done | median)
+  c=$(for _ in $(seq "$REPEAT"); do drop "$img"; secs "$@"; done | median)
+  awk -v w="$w" -v c="$c" 'BEGIN{printf "%.1f %.1f", w/1000, c/1000}'
+}
+
+echo "work dir $WORK on $(df --output=source "$WORK" | tail -1) ($fs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-12s %-16s %10s %10s %8s %8s\n' mappings tool warm_ms cold_ms reads levels
+for n in $SIZES; do
+  img=$WORK/c100-$n.img
+  cat > "$WORK/c100-$n.spec" <<SPEC
+pool data_block_size=128 nr_data_blocks=$((n + n / 50 + 1000)) seed=1
+create 1
+write 1 0+$n
+snap 2 of 1
+write 1 random count=100 run=1..1 within=0+$n
+SPEC
+  "$M" generate "$WORK/c100-$n.spec" -o "$img" > /dev/null
+  args=(--snap1 2 --snap2 1 "$img")
+  # Same ranges as thin_delta (whose same ranges a changed-only diff leaves out).
+  thin_delta "${args[@]}" | grep -v '<same ' > "$WORK/want.xml"
+  "$T" diff --changed-only "${args[@]}" > "$WORK/got.xml"
+  cmp -s "$WORK/want.xml" "$WORK/got.xml" || { echo "$n: changed-only output differs from thin_delta" >&2; exit 1; }
+  stats=$("$T" diff --changed-only --stats "${args[@]}" 2>&1 >/dev/null)
+  drop "$img"
+  cold=$("$T" diff --changed-only --stats "${args[@]}" 2>&1 >/dev/null)
+  reads=$(sed 's/.*metadata_blocks_read=\([0-9]*\).*/\1/' <<< "$stats")
+  levels=$(sed 's/.*levels_waited=\([0-9]*\).*/\1/' <<< "$cold")
+  row() { printf '%-12s %-16s %10s %10s %8s %8s\n' "$n" "$1" $2 "${3:-}" "${4:-}"; }
+  row "thinsend-native" "$(bench "$img" "$T" diff --changed-only "${args[@]}")" "$reads" "$levels"
+  if [ -n "${OLD_BIN:-}" ]; then
+    "$OLD_BIN" diff --changed-only "${args[@]}" | cmp -s - "$WORK/got.xml" || { echo "OLD_BIN output differs" >&2; exit 1; }
+    row "old build" "$(bench "$img" "$OLD_BIN" diff --changed-only "${args[@]}")"
+  fi
+  row "thin_delta" "$(REPEAT=1 bench "$img" thin_delta "${args[@]}")"
+  if [ -n "${THIN_DELTA_RUST:-}" ]; then
+    row "thin_delta-rust" "$(REPEAT=1 bench "$img" "$THIN_DELTA_RUST" "${args[@]}")"
+  fi
+  rm -f "$img"
+done
+echo "target (250M): cold changed-only <= 50 ms with the reads unchanged; levels = critical path in reads"
