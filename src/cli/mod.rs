@@ -6,11 +6,13 @@ mod args;
 mod check;
 mod diff;
 mod dump;
+mod heal;
 mod inspect;
 mod ls;
 mod recv;
 mod send;
 pub(crate) mod size;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -57,6 +59,15 @@ enum Cmd {
     /// List a stream from stdin record by record, verifying every checksum and count; applies
     /// nothing.
     Inspect(inspect::InspectArgs),
+    /// Whether a replica (an LV, here or `[USER@]HOST:VG/LV`, or a file or block device with --to)
+    /// equals a source snapshot: each side reads only what it maps and hashes it (BLAKE3); region
+    /// digests first, block digests only where a region differs. Prints `equal` or the differing
+    /// byte ranges. Exit 0 equal, 1 different, 2 usage, 3 other errors.
+    Verify(verify::VerifyArgs),
+    /// Compare as `verify` does, then send exactly the differing blocks (and unmap what the source
+    /// does not map) as one atomic receive that records the source as the replica's new base, so
+    /// an incremental `send` from it is accepted next. No common base needed.
+    Heal(heal::HealArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -68,6 +79,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Send(a) => send::run(a),
         Cmd::Recv(a) => recv::run(a),
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Verify(a) => verify::run(a),
+        Cmd::Heal(a) => heal::run(a),
     }
 }
 
