@@ -93,6 +93,9 @@ impl CompareArgs {
 
     /// The source, the replica and the ssh command.
     pub fn sides(&self) -> Result<(Source, Replica, Ssh), Error> {
+        if let Some(b) = self.block_size {
+            verify::hash::Layout::new(b, 0).map_err(|e| Error::Usage(format!("--block-size: {e}")))?;
+        }
         let (src, rest) = self.source()?;
         let dst = self.replica(rest)?;
         let mut ssh = Ssh::default();
