@@ -24,7 +24,7 @@ pub struct HealArgs {
 pub fn heal(c: &CompareArgs) -> Result<ExitCode, Error> {
     let (src, dst, ssh) = c.sides()?;
     let src = verify::open_source(&src)?;
-    let h = verify::heal(&src, &dst, &ssh, c.block_size())?;
+    let h = verify::heal(&src, &dst, &ssh, c.how())?;
     if c.stats() {
         stats_line(&h.before);
     }

@@ -6,16 +6,24 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use thinsend::remote::{Spec, Ssh};
 use thinsend::text::escape_controls;
-use thinsend::verify::{self, Replica, Report, Source};
+use thinsend::verify::hash::Algorithm;
+use thinsend::verify::{self, How, Replica, Report, Source};
 use thinsend::Error;
 
 use super::args::{flush, stdout, SnapArg, TextJson};
 
 /// Exit status of an error that is not a usage error.
 pub const EXIT_ERROR: u8 = 3;
+
+/// Mirrors `verify::hash::Algorithm` (owned by the verify module).
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum HashArg {
+    Xxh3,
+    Blake3,
+}
 
 /// What `verify` and `heal` take: the source, the replica, how to compare and report.
 #[derive(Args, Debug)]
@@ -47,6 +55,10 @@ pub struct CompareArgs {
     /// Compare in blocks of this size (a multiple of 4096; default: the source pool's block size).
     #[arg(long = "block-size", value_name = "SIZE", value_parser = crate::cli::size::parse_nonzero)]
     block_size: Option<u64>,
+    /// The hash: xxh3 (xxh3-128, fast: accidental differences) or blake3 (cryptographic: also a
+    /// replica someone crafted to pass).
+    #[arg(long, value_enum, default_value_t = HashArg::Xxh3)]
+    hash: HashArg,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = TextJson::Text)]
     format: TextJson,
@@ -94,7 +106,7 @@ impl CompareArgs {
     /// The source, the replica and the ssh command.
     pub fn sides(&self) -> Result<(Source, Replica, Ssh), Error> {
         if let Some(b) = self.block_size {
-            verify::hash::Layout::new(b, 0).map_err(|e| Error::Usage(format!("--block-size: {e}")))?;
+            verify::hash::Layout::new(Algorithm::Xxh3, b, 0).map_err(|e| Error::Usage(format!("--block-size: {e}")))?;
         }
         let (src, rest) = self.source()?;
         let dst = self.replica(rest)?;
@@ -118,8 +130,13 @@ impl CompareArgs {
         }
     }
 
-    pub fn block_size(&self) -> Option<u64> {
-        self.block_size
+    /// The hash and block size to compare with.
+    pub fn how(&self) -> How {
+        let hash = match self.hash {
+            HashArg::Xxh3 => Algorithm::Xxh3,
+            HashArg::Blake3 => Algorithm::Blake3,
+        };
+        How { hash, block: self.block_size }
     }
 
     pub fn json(&self) -> bool {
@@ -211,7 +228,7 @@ fn run_inner(a: VerifyArgs) -> Result<ExitCode, Error> {
     }
     let (src, dst, ssh) = a.c.sides()?;
     let src = verify::open_source(&src)?;
-    let r = verify::verify(&src, &dst, &ssh, a.c.block_size())?;
+    let r = verify::verify(&src, &dst, &ssh, a.c.how())?;
     if a.c.stats() {
         stats_line(&r);
     }

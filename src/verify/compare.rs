@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::hash::{Digest, Hashed, Hasher, Layout};
+use super::hash::{Algorithm, Digest, Hashed, Hasher, Layout};
 use super::volume::Volume;
 use crate::error::{Error, Result};
 
@@ -70,7 +70,7 @@ impl Peer for LocalPeer {
         let batch = h.batch(first, count.min(BATCH))?;
         self.read += h.bytes_read();
         let out: Vec<Digest> = batch.iter().map(|x| x.region).collect();
-        self.traffic += 32 * out.len() as u64;
+        self.traffic += (self.layout()?.alg.digest_len() * out.len()) as u64;
         self.last = Some((first, batch));
         Ok(out)
     }
@@ -82,7 +82,7 @@ impl Peer for LocalPeer {
                 Error::Other(format!("verify: region {r} is not in the last batch (from region {first})"))
             })?;
             let fine = batch[i as usize].fine.clone();
-            self.traffic += 8 + 32 * fine.len() as u64;
+            self.traffic += (self.layout()?.alg.digest_len() * fine.len()) as u64;
             out.push(fine);
         }
         Ok(out)
@@ -109,6 +109,7 @@ pub struct Report {
     pub source_size: u64,
     pub replica_size: u64,
     pub block_size: u64,
+    pub hash: Algorithm,
     /// Differing ranges, ascending and disjoint; a size difference is the last one.
     pub ranges: Vec<Range>,
     pub differing_bytes: u64,
@@ -149,10 +150,10 @@ fn fine_ranges(l: &Layout, region: u64, mine: &[Digest], theirs: &[Digest], out:
     Ok(())
 }
 
-/// Compares `src` with the replica behind `peer`, hashing in blocks of `block` bytes.
-pub fn compare(src: &Volume, peer: &mut dyn Peer, block: u64) -> Result<Report> {
+/// Compares `src` with the replica behind `peer`, hashing with `alg` in blocks of `block` bytes.
+pub fn compare(src: &Volume, peer: &mut dyn Peer, alg: Algorithm, block: u64) -> Result<Report> {
     let info = peer.info()?;
-    let layout = Layout::new(block, src.size.min(info.size)).map_err(Error::Usage)?;
+    let layout = Layout::new(alg, block, src.size.min(info.size)).map_err(Error::Usage)?;
     peer.set_layout(layout)?;
     let hasher = Hasher::new(src, layout);
     let mut ranges = Vec::new();
@@ -193,6 +194,7 @@ pub fn compare(src: &Volume, peer: &mut dyn Peer, block: u64) -> Result<Report> 
         source_size: src.size,
         replica_size: info.size,
         block_size: block,
+        hash: alg,
         differing_bytes: ranges.iter().map(|r| r.length).sum(),
         ranges,
         regions: layout.regions(),
@@ -223,7 +225,7 @@ mod tests {
         dst[5001] ^= 1;
         dst[20000] ^= 1;
         let mut peer = LocalPeer::new(volume(&dst));
-        let r = compare(&volume(&src), &mut peer, 4096).unwrap();
+        let r = compare(&volume(&src), &mut peer, Algorithm::Xxh3, 4096).unwrap();
         let want = vec![
             Range { offset: 4096, length: 4096 },
             Range { offset: 16384, length: 4096 },
@@ -239,8 +241,10 @@ mod tests {
     fn equal_volumes_exchange_only_region_digests() {
         let src = vec![9u8; 3 << 20];
         let mut peer = LocalPeer::new(volume(&src));
-        let r = compare(&volume(&src), &mut peer, 65536).unwrap();
+        let r = compare(&volume(&src), &mut peer, Algorithm::Blake3, 65536).unwrap();
         assert!(r.equal && r.ranges.is_empty());
         assert_eq!(r.hash_bytes, 32, "one region digest, no block digests");
+        let mut peer = LocalPeer::new(volume(&src));
+        assert_eq!(compare(&volume(&src), &mut peer, Algorithm::Xxh3, 65536).unwrap().hash_bytes, 16);
     }
 }

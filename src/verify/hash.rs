@@ -1,8 +1,8 @@
 //! Hashing one side: the compared length cut into fine blocks, grouped into regions. A block's
-//! digest is BLAKE3 of its bytes; a block the side does not map is all zeros and gets the zero
-//! block's digest without being read. A region's digest is BLAKE3 of its blocks' digests, so two
+//! digest is xxh3-128 or BLAKE3 of its bytes; a block the side does not map is all zeros and gets the zero
+//! block's digest without being read. A region's digest is the same hash of its blocks' digests, so two
 //! regions are equal exactly when all their blocks are. Regions are hashed in parallel (rayon),
-//! each with one large read per mapped piece.
+//! each thread reading its regions in order, a chunk at a time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,18 +11,67 @@ use rayon::prelude::*;
 use super::volume::Volume;
 use crate::error::Result;
 
-/// A BLAKE3 digest.
+/// A block or region digest: 16 bytes of xxh3-128 (the rest zero) or 32 of BLAKE3.
 pub type Digest = [u8; 32];
+
+/// The hash both sides use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// xxh3-128 (the default): about four times cheaper than BLAKE3 per byte, so verify runs at the
+    /// speed of reading; 2^-128 per block that an accidental difference goes unseen. Not proof
+    /// against a replica crafted to collide.
+    #[default]
+    Xxh3,
+    /// BLAKE3: cryptographic, for replicas someone may have written on purpose.
+    Blake3,
+}
+
+impl Algorithm {
+    pub fn digest(self, bytes: &[u8]) -> Digest {
+        match self {
+            Algorithm::Blake3 => *blake3::hash(bytes).as_bytes(),
+            Algorithm::Xxh3 => {
+                let mut d = [0u8; 32];
+                d[..16].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes());
+                d
+            }
+        }
+    }
+
+    /// Bytes of a digest on the wire.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Algorithm::Blake3 => 32,
+            Algorithm::Xxh3 => 16,
+        }
+    }
+
+    /// Its number in the verify protocol.
+    pub fn id(self) -> u64 {
+        match self {
+            Algorithm::Xxh3 => 1,
+            Algorithm::Blake3 => 2,
+        }
+    }
+
+    pub fn from_id(id: u64) -> Option<Algorithm> {
+        [Algorithm::Xxh3, Algorithm::Blake3].into_iter().find(|a| a.id() == id)
+    }
+}
 
 /// Largest fine block and region, and the default region size.
 pub const MAX_BLOCK: u64 = 64 << 20;
 pub const MAX_REGION_BLOCKS: u64 = 1024;
 const REGION_BYTES: u64 = 4 << 20;
+/// Bytes read at a time: small enough that a chunk is still in the CPU's cache when it is hashed.
+const CHUNK: u64 = 256 << 10;
 
 /// How the compared bytes are cut: fine blocks of `block` bytes, `region_blocks` to a region,
 /// over `[0, len)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    pub alg: Algorithm,
     pub block: u64,
     pub region_blocks: u64,
     pub len: u64,
@@ -30,9 +79,9 @@ pub struct Layout {
 
 impl Layout {
     /// Fine blocks of `block` bytes (a multiple of 4096, at most 64 MiB) in regions of about 4 MiB.
-    pub fn new(block: u64, len: u64) -> std::result::Result<Layout, String> {
+    pub fn new(alg: Algorithm, block: u64, len: u64) -> std::result::Result<Layout, String> {
         let region_blocks = (REGION_BYTES / block.max(1)).clamp(1, MAX_REGION_BLOCKS);
-        let l = Layout { block, region_blocks, len };
+        let l = Layout { alg, block, region_blocks, len };
         l.check()?;
         Ok(l)
     }
@@ -72,16 +121,13 @@ pub struct Hashed {
 }
 
 /// The digest of a region whose blocks have the digests `fine`.
-pub fn region_digest(fine: &[Digest]) -> Digest {
-    let mut h = blake3::Hasher::new();
-    for d in fine {
-        h.update(d);
-    }
-    *h.finalize().as_bytes()
+pub fn region_digest(alg: Algorithm, fine: &[Digest]) -> Digest {
+    let all: Vec<u8> = fine.iter().flat_map(|d| d[..alg.digest_len()].iter().copied()).collect();
+    alg.digest(&all)
 }
 
-fn zero_digest(len: u64) -> Digest {
-    *blake3::hash(&vec![0u8; len as usize]).as_bytes()
+fn zero_digest(alg: Algorithm, len: u64) -> Digest {
+    alg.digest(&vec![0u8; len as usize])
 }
 
 /// Hashes one side's regions; counts the bytes it reads.
@@ -94,7 +140,7 @@ pub struct Hasher<'a> {
 
 impl<'a> Hasher<'a> {
     pub fn new(vol: &'a Volume, layout: Layout) -> Self {
-        Hasher { vol, layout, zero: zero_digest(layout.block), read: AtomicU64::new(0) }
+        Hasher { vol, layout, zero: zero_digest(layout.alg, layout.block), read: AtomicU64::new(0) }
     }
 
     /// Bytes read from the volume so far.
@@ -102,45 +148,57 @@ impl<'a> Hasher<'a> {
         self.read.load(Ordering::Relaxed)
     }
 
-    /// Regions `first..first+count` (clipped to the layout), in parallel.
+    /// Regions `first..first+count` (clipped to the layout), in parallel: rayon hands each thread
+    /// a contiguous run of regions, which it reads in order.
     pub fn batch(&self, first: u64, count: u64) -> Result<Vec<Hashed>> {
         let end = first.saturating_add(count).min(self.layout.regions());
         (first.min(end)..end).into_par_iter().map_init(Vec::new, |buf, r| self.region(r, buf)).collect()
     }
 
-    /// Region `r`: each mapped piece read once into `buf`, unmapped blocks taken as zeros.
+    /// Region `r`, read a chunk at a time into `buf` and hashed while the chunk is in the CPU's
+    /// cache; blocks no mapped piece touches are zeros and are not read.
     pub fn region(&self, r: u64, buf: &mut Vec<u8>) -> Result<Hashed> {
         let (lo, hi) = self.layout.span(r);
         let b = self.layout.block;
-        let nblocks = (hi - lo).div_ceil(b) as usize;
         let pieces = self.vol.pieces(lo, hi);
-        let mut touched = vec![false; nblocks];
-        if !pieces.is_empty() {
-            buf.resize((hi - lo) as usize, 0);
-            let whole = pieces.len() == 1 && pieces[0].start == lo && pieces[0].len == hi - lo;
-            if !whole {
-                buf.fill(0);
+        let nblocks = (hi - lo).div_ceil(b);
+        let per = (CHUNK / b).max(1);
+        let mut fine = Vec::with_capacity(nblocks as usize);
+        let mut next = 0;
+        let mut i = 0;
+        while i < nblocks {
+            let (clo, chi) = (lo + i * b, (lo + (i + per) * b).min(hi));
+            while next < pieces.len() && pieces[next].end() <= clo {
+                next += 1;
             }
-            for p in &pieces {
-                let at = (p.start - lo) as usize;
-                self.vol.read_at(&mut buf[at..at + p.len as usize], p.at)?;
-                self.read.fetch_add(p.len, Ordering::Relaxed);
-                let (first, last) = ((p.start - lo) / b, (p.start - lo + p.len - 1) / b);
-                touched[first as usize..=last as usize].fill(true);
-            }
-        }
-        let fine = (0..nblocks)
-            .map(|i| {
-                let s = i as u64 * b;
-                let e = (s + b).min(hi - lo);
-                match (touched[i], e - s == b) {
-                    (true, _) => *blake3::hash(&buf[s as usize..e as usize]).as_bytes(),
-                    (false, true) => self.zero,
-                    (false, false) => zero_digest(e - s),
+            let inside: Vec<_> = pieces[next..].iter().take_while(|p| p.start < chi).collect();
+            let mut touched = vec![false; (chi - clo).div_ceil(b) as usize];
+            if !inside.is_empty() {
+                buf.resize((chi - clo) as usize, 0);
+                let covered: u64 = inside.iter().map(|p| p.end().min(chi) - p.start.max(clo)).sum();
+                if covered < chi - clo {
+                    buf.fill(0);
                 }
-            })
-            .collect::<Vec<_>>();
-        Ok(Hashed { region: region_digest(&fine), fine })
+                for p in inside {
+                    let (s, e) = (p.start.max(clo), p.end().min(chi));
+                    let at = (s - clo) as usize;
+                    self.vol.read_at(&mut buf[at..at + (e - s) as usize], p.at + (s - p.start))?;
+                    self.read.fetch_add(e - s, Ordering::Relaxed);
+                    touched[((s - clo) / b) as usize..=((e - 1 - clo) / b) as usize].fill(true);
+                }
+            }
+            for (k, t) in touched.iter().enumerate() {
+                let s = k as u64 * b;
+                let e = (s + b).min(chi - clo);
+                fine.push(match (t, e - s == b) {
+                    (true, _) => self.layout.alg.digest(&buf[s as usize..e as usize]),
+                    (false, true) => self.zero,
+                    (false, false) => zero_digest(self.layout.alg, e - s),
+                });
+            }
+            i += per;
+        }
+        Ok(Hashed { region: region_digest(self.layout.alg, &fine), fine })
     }
 }
 
@@ -162,7 +220,7 @@ mod tests {
         data[5000] = 7;
         let all = volume(&data, Mapping::All);
         let sparse = volume(&data, Mapping::Extents(vec![Extent { start: 4096, len: 4096, at: 4096 }]));
-        let l = Layout { block: 4096, region_blocks: 2, len: data.len() as u64 };
+        let l = Layout { alg: Algorithm::Blake3, block: 4096, region_blocks: 2, len: data.len() as u64 };
         let (a, s) = (Hasher::new(&all, l), Hasher::new(&sparse, l));
         assert_eq!(a.batch(0, 10).unwrap(), s.batch(0, 10).unwrap(), "zeros read or not hash alike");
         assert_eq!(s.bytes_read(), 4096, "only the mapped block is read");
@@ -176,22 +234,50 @@ mod tests {
         let data = vec![3u8; 4 * 4096];
         let mut other = data.clone();
         other[4096 * 3 + 9] = 4;
-        let l = Layout { block: 4096, region_blocks: 2, len: data.len() as u64 };
         let (x, y) = (volume(&data, Mapping::All), volume(&other, Mapping::All));
-        let (hx, hy) = (Hasher::new(&x, l).batch(0, 2).unwrap(), Hasher::new(&y, l).batch(0, 2).unwrap());
-        assert_eq!(hx[0], hy[0]);
-        assert_ne!(hx[1].region, hy[1].region);
-        assert_eq!(hx[1].fine[0], hy[1].fine[0]);
-        assert_ne!(hx[1].fine[1], hy[1].fine[1]);
+        for alg in [Algorithm::Xxh3, Algorithm::Blake3] {
+            let l = Layout { alg, block: 4096, region_blocks: 2, len: data.len() as u64 };
+            let (hx, hy) = (Hasher::new(&x, l).batch(0, 2).unwrap(), Hasher::new(&y, l).batch(0, 2).unwrap());
+            assert_eq!(hx[0], hy[0], "{alg:?}");
+            assert_ne!(hx[1].region, hy[1].region, "{alg:?}");
+            assert_eq!(hx[1].fine[0], hy[1].fine[0], "{alg:?}");
+            assert_ne!(hx[1].fine[1], hy[1].fine[1], "{alg:?}");
+        }
+        assert_eq!(Algorithm::Xxh3.digest(b"x")[16..], [0u8; 16], "16 bytes of xxh3-128");
+        assert_eq!(Algorithm::from_id(Algorithm::Blake3.id()), Some(Algorithm::Blake3));
+        assert_eq!(Algorithm::from_id(0), None);
+    }
+
+    #[test]
+    fn pieces_inside_a_chunk_are_read_at_their_file_offsets() {
+        // Two pieces inside one 16 KiB block, stored elsewhere in the file: the block's digest is
+        // that of the bytes placed at their volume offsets, zeros between.
+        let mut file = vec![0u8; 1 << 20];
+        file[100_000..100_100].fill(5);
+        file[200_000..200_050].fill(6);
+        let ext = vec![
+            Extent { start: 16384 + 10, len: 100, at: 100_000 },
+            Extent { start: 16384 + 1000, len: 50, at: 200_000 },
+        ];
+        let v = volume(&file, Mapping::Extents(ext));
+        let mut want = vec![0u8; 16384];
+        want[10..110].fill(5);
+        want[1000..1050].fill(6);
+        let l = Layout { alg: Algorithm::Xxh3, block: 16384, region_blocks: 4, len: 65536 };
+        let h = Hasher::new(&v, l);
+        let got = h.batch(0, 1).unwrap();
+        assert_eq!(got[0].fine[1], Algorithm::Xxh3.digest(&want));
+        assert_eq!(got[0].fine[0], Algorithm::Xxh3.digest(&[0u8; 16384]));
+        assert_eq!(h.bytes_read(), 150);
     }
 
     #[test]
     fn layouts_outside_the_limits_are_refused() {
-        assert!(Layout::new(65536, 1 << 30).is_ok());
-        assert_eq!(Layout::new(65536, 0).unwrap().regions(), 0);
+        assert!(Layout::new(Algorithm::Xxh3, 65536, 1 << 30).is_ok());
+        assert_eq!(Layout::new(Algorithm::Xxh3, 65536, 0).unwrap().regions(), 0);
         for b in [0, 1000, 128 << 20] {
-            assert!(Layout::new(b, 1 << 30).is_err(), "{b}");
+            assert!(Layout::new(Algorithm::Xxh3, b, 1 << 30).is_err(), "{b}");
         }
-        assert!(Layout { block: 4096, region_blocks: 5000, len: 1 }.check().is_err());
+        assert!(Layout { alg: Algorithm::Xxh3, block: 4096, region_blocks: 5000, len: 1 }.check().is_err());
     }
 }

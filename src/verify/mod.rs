@@ -26,15 +26,23 @@ use crate::{lvm, progress, recv};
 /// The default fine block when the source does not say (a file has no pool block size).
 pub const DEFAULT_BLOCK: u64 = 64 << 10;
 
+/// How to compare: the hash, and the block size (default: the source pool's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct How {
+    pub hash: hash::Algorithm,
+    pub block: Option<u64>,
+}
+
 /// Compares the opened source with `dst`: in-process for a local replica, else through
 /// `verify --serve` on its host.
-pub fn verify(src: &Sourced, dst: &Replica, ssh: &Ssh, block: Option<u64>) -> Result<Report> {
-    let block = block.unwrap_or(src.block);
+pub fn verify(src: &Sourced, dst: &Replica, ssh: &Ssh, how: How) -> Result<Report> {
+    let alg = how.hash;
+    let block = how.block.unwrap_or(src.block);
     match dst.host() {
         None => {
             let (vol, guard) = open_local_replica(dst)?;
             let mut peer = LocalPeer::new(vol);
-            let r = compare(&src.vol, &mut peer, block);
+            let r = compare(&src.vol, &mut peer, alg, block);
             drop(peer);
             drop(guard);
             r
@@ -46,7 +54,7 @@ pub fn verify(src: &Sourced, dst: &Replica, ssh: &Ssh, block: Option<u64>) -> Re
             let child =
                 cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().map_err(|e| Error::io(&ssh.program[0], e))?;
             let mut peer = protocol::RemotePeer::new(child, "replica")?;
-            compare(&src.vol, &mut peer, block)
+            compare(&src.vol, &mut peer, alg, block)
         }
     }
 }
@@ -64,8 +72,8 @@ pub struct Healed {
 
 /// Compares, then applies the differing ranges to `dst` as one atomic receive that records the
 /// source as the replica's new base.
-pub fn heal(src: &Sourced, dst: &Replica, ssh: &Ssh, block: Option<u64>) -> Result<Healed> {
-    let before = verify(src, dst, ssh, block)?;
+pub fn heal(src: &Sourced, dst: &Replica, ssh: &Ssh, how: How) -> Result<Healed> {
+    let before = verify(src, dst, ssh, how)?;
     let recs = heal::records(&src.vol, &before.ranges);
     let header = heal::header(src.identity.clone(), src.vol.size, src.pool_block, &recs)?;
     let stream_bytes = match dst.host() {

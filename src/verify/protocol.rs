@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout};
 
 use super::compare::{LocalPeer, Peer, PeerInfo, BATCH};
-use super::hash::{Digest, Layout, MAX_REGION_BLOCKS};
+use super::hash::{Algorithm, Digest, Layout, MAX_REGION_BLOCKS};
 use crate::error::{Error, Result};
 use crate::text::escape_controls;
 
@@ -124,11 +124,24 @@ fn u64s(p: &[u8], n: usize) -> Result<Vec<u64>> {
     Ok(p.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
 }
 
-fn digests(p: &[u8], n: u64) -> Result<Vec<Digest>> {
-    if p.len() as u64 != 32 * n {
-        return Err(bad(format!("{} bytes of digests, expected {}", p.len(), 32 * n)));
+/// `n` digests of `alg` from a payload that must hold exactly them.
+fn digests(p: &[u8], n: u64, alg: Algorithm) -> Result<Vec<Digest>> {
+    let len = alg.digest_len();
+    if p.len() as u64 != len as u64 * n {
+        return Err(bad(format!("{} bytes of digests, expected {}", p.len(), len as u64 * n)));
     }
-    Ok(p.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect())
+    Ok(p.chunks_exact(len)
+        .map(|c| {
+            let mut d = [0u8; 32];
+            d[..len].copy_from_slice(c);
+            d
+        })
+        .collect())
+}
+
+/// Digests as sent: each cut to its algorithm's length.
+fn wire(d: &[Digest], alg: Algorithm) -> Vec<u8> {
+    d.iter().flat_map(|x| x[..alg.digest_len()].iter().copied()).collect()
 }
 
 fn cat(words: &[u64]) -> Vec<u8> {
@@ -150,12 +163,27 @@ impl RemotePeer {
         };
         Ok(RemotePeer { child, f: Framed::new(r, w, name), layout: None })
     }
+
+    /// The next answer; when the connection broke, says how the remote command ended.
+    fn rx(&mut self, want: Kind) -> Result<Vec<u8>> {
+        self.f.recv(want).map_err(|e| {
+            if !e.to_string().contains("ended mid-conversation") {
+                return e; // the remote side may still be running: do not wait for it
+            }
+            match self.child.wait() {
+                Ok(st) if !st.success() => {
+                    Error::Other(format!("{e} (the replica's side exited with {st}; its message is above)"))
+                }
+                _ => e,
+            }
+        })
+    }
 }
 
 impl Peer for RemotePeer {
     fn info(&mut self) -> Result<PeerInfo> {
         self.f.send(Kind::Hello, MAGIC)?;
-        let p = self.f.recv(Kind::Info)?;
+        let p = self.rx(Kind::Info)?;
         if p.len() != 32 || &p[..16] != MAGIC {
             return Err(bad("the replica's side speaks another version (INFO)"));
         }
@@ -164,29 +192,29 @@ impl Peer for RemotePeer {
     }
     fn set_layout(&mut self, l: Layout) -> Result<()> {
         self.layout = Some(l);
-        self.f.send(Kind::Layout, &cat(&[l.block, l.region_blocks, l.len]))
+        self.f.send(Kind::Layout, &cat(&[l.block, l.region_blocks, l.len, l.alg.id()]))
     }
     fn regions(&mut self, first: u64, count: u64) -> Result<Vec<Digest>> {
         self.f.send(Kind::Regions, &cat(&[first, count]))?;
-        let p = self.f.recv(Kind::Digests)?;
+        let p = self.rx(Kind::Digests)?;
         let l = self.layout.ok_or_else(|| bad("no layout"))?;
         let n = count.min(l.regions().saturating_sub(first)).min(BATCH);
-        digests(&p, n)
+        digests(&p, n, l.alg)
     }
     fn fine(&mut self, regions: &[u64]) -> Result<Vec<Vec<Digest>>> {
         self.f.send(Kind::Fine, &cat(regions))?;
         let l = self.layout.ok_or_else(|| bad("no layout"))?;
         let mut out = Vec::with_capacity(regions.len());
         for r in regions {
-            let p = self.f.recv(Kind::FineDigests)?;
+            let p = self.rx(Kind::FineDigests)?;
             let (lo, hi) = l.span(*r);
-            out.push(digests(&p, (hi - lo).div_ceil(l.block))?);
+            out.push(digests(&p, (hi - lo).div_ceil(l.block), l.alg)?);
         }
         Ok(out)
     }
     fn finish(&mut self) -> Result<u64> {
         self.f.send(Kind::Done, &[])?;
-        let read = u64s(&self.f.recv(Kind::Read)?, 1)?[0];
+        let read = u64s(&self.rx(Kind::Read)?, 1)?[0];
         let status = self.child.wait().map_err(|e| io("ssh", e))?;
         if !status.success() {
             return Err(Error::Other(format!("verify: the replica's side exited with {status}")));
@@ -215,8 +243,9 @@ fn serve_loop<R: Read, W: Write>(peer: &mut LocalPeer, f: &mut Framed<R, W>) -> 
     }
     let info = peer.info()?;
     f.send(Kind::Info, &[&MAGIC[..], &cat(&[info.size, info.mapped_bytes])].concat())?;
-    let v = u64s(&f.recv(Kind::Layout)?, 3)?;
-    let layout = Layout { block: v[0], region_blocks: v[1], len: v[2] };
+    let v = u64s(&f.recv(Kind::Layout)?, 4)?;
+    let alg = Algorithm::from_id(v[3]).ok_or_else(|| bad(format!("unknown hash {}", v[3])))?;
+    let layout = Layout { alg, block: v[0], region_blocks: v[1], len: v[2] };
     if layout.len > info.size {
         return Err(bad(format!("asked to compare {} bytes of a {}-byte volume", layout.len, info.size)));
     }
@@ -228,7 +257,7 @@ fn serve_loop<R: Read, W: Write>(peer: &mut LocalPeer, f: &mut Framed<R, W>) -> 
             Kind::Regions => {
                 let v = u64s(&p, 2)?;
                 let d = peer.regions(v[0], v[1].min(BATCH))?;
-                f.send(Kind::Digests, &d.concat())?;
+                f.send(Kind::Digests, &wire(&d, alg))?;
             }
             Kind::Fine => {
                 let n = p.len() / 8;
@@ -237,7 +266,7 @@ fn serve_loop<R: Read, W: Write>(peer: &mut LocalPeer, f: &mut Framed<R, W>) -> 
                 }
                 for d in peer.fine(&u64s(&p, n)?)? {
                     debug_assert!(d.len() as u64 <= MAX_REGION_BLOCKS);
-                    f.send(Kind::FineDigests, &d.concat())?;
+                    f.send(Kind::FineDigests, &wire(&d, alg))?;
                 }
             }
             Kind::Done => {
@@ -246,5 +275,93 @@ fn serve_loop<R: Read, W: Write>(peer: &mut LocalPeer, f: &mut Framed<R, W>) -> 
             }
             k => return Err(bad(format!("unexpected {k:?} frame"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::volume::{Mapping, Volume};
+    use super::*;
+    use std::io::Cursor;
+    use std::os::unix::fs::FileExt;
+
+    fn peer(bytes: &[u8]) -> LocalPeer {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(bytes, 0).unwrap();
+        LocalPeer::new(Volume { path: "t".into(), file: f, size: bytes.len() as u64, mapping: Mapping::All })
+    }
+
+    /// The client's frames, as bytes.
+    fn script(frames: &[(Kind, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut f = Framed::new(std::io::empty(), &mut out, "test");
+        for (k, p) in frames {
+            f.send(*k, p).unwrap();
+        }
+        out
+    }
+
+    fn serve_script(p: &mut LocalPeer, input: Vec<u8>) -> (Result<()>, Framed<Cursor<Vec<u8>>, std::io::Sink>) {
+        let mut out = Vec::new();
+        let r = serve(p, Cursor::new(input), &mut out);
+        (r, Framed::new(Cursor::new(out), std::io::sink(), "server"))
+    }
+
+    #[test]
+    fn a_server_answers_regions_block_digests_and_bytes_read() {
+        let mut p = peer(&vec![1u8; 3 << 20]);
+        let l = Layout::new(Algorithm::Xxh3, 65536, 3 << 20).unwrap();
+        let input = script(&[
+            (Kind::Hello, MAGIC.to_vec()),
+            (Kind::Layout, cat(&[l.block, l.region_blocks, l.len, l.alg.id()])),
+            (Kind::Regions, cat(&[0, 10])),
+            (Kind::Fine, cat(&[0])),
+            (Kind::Done, Vec::new()),
+        ]);
+        let (r, mut answers) = serve_script(&mut p, input);
+        r.unwrap();
+        let info = answers.recv(Kind::Info).unwrap();
+        assert_eq!(u64s(&info[16..], 2).unwrap(), vec![3 << 20, 3 << 20]);
+        assert_eq!(answers.recv(Kind::Digests).unwrap().len(), 16, "one region, clipped to the volume");
+        assert_eq!(answers.recv(Kind::FineDigests).unwrap().len(), 48 * 16);
+        assert_eq!(answers.recv(Kind::Read).unwrap(), (3u64 << 20).to_le_bytes());
+    }
+
+    #[test]
+    fn hostile_frames_are_refused_before_anything_is_allocated_for_them() {
+        let mut huge = vec![0xff, 0xff, 0xff, 0xff, Kind::Hello as u8];
+        huge.extend_from_slice(MAGIC);
+        let (r, _) = serve_script(&mut peer(&[0; 4096]), huge);
+        assert!(r.unwrap_err().to_string().contains("frame of 4294967295 bytes"));
+
+        let mut bad_crc = script(&[(Kind::Hello, MAGIC.to_vec())]);
+        *bad_crc.last_mut().unwrap() ^= 1;
+        let (r, _) = serve_script(&mut peer(&[0; 4096]), bad_crc);
+        assert!(r.unwrap_err().to_string().contains("checksum mismatch"));
+
+        // A layout longer than the volume, then a region outside the batch: refused, and said.
+        let over = script(&[(Kind::Hello, MAGIC.to_vec()), (Kind::Layout, cat(&[4096, 1, 8192, 1]))]);
+        let (r, mut answers) = serve_script(&mut peer(&[0; 4096]), over);
+        assert!(r.unwrap_err().to_string().contains("8192 bytes of a 4096-byte volume"));
+        answers.recv(Kind::Info).unwrap();
+        let e = answers.recv(Kind::Digests).unwrap_err().to_string();
+        assert!(e.contains("8192 bytes of a 4096-byte volume"), "the ERROR frame reaches the client: {e}");
+
+        let stray = script(&[
+            (Kind::Hello, MAGIC.to_vec()),
+            (Kind::Layout, cat(&[4096, 1, 4096, 1])),
+            (Kind::Regions, cat(&[0, 1])),
+            (Kind::Fine, cat(&[7])),
+        ]);
+        let (r, _) = serve_script(&mut peer(&[0; 4096]), stray);
+        assert!(r.unwrap_err().to_string().contains("region 7 is not in the last batch"));
+    }
+
+    #[test]
+    fn digest_payloads_must_have_exactly_the_length_asked_for() {
+        assert_eq!(digests(&[0; 32], 2, Algorithm::Xxh3).unwrap().len(), 2);
+        assert!(digests(&[0; 32], 2, Algorithm::Blake3).is_err());
+        assert!(digests(&[0; 33], 2, Algorithm::Xxh3).is_err());
+        assert!(u64s(&[0; 9], 1).is_err());
     }
 }
