@@ -5,7 +5,8 @@
 # BENCH_GIB GiB (default 4) on 64 KiB blocks, thin block i at data block i, so the pool data file
 # holds the volume's bytes; the replica is a copy of them. Then, interleaved, best of BENCH_RUNS
 # (default 3) each:
-#   warm (both files in the page cache): `verify --metadata --data --thin-id 1 --to REPLICA`,
+#   warm (both files in the page cache): `verify --metadata --data --thin-id 1 --to REPLICA` (xxh3,
+#     the default, and --hash blake3),
 #     `cmp DATA REPLICA`, `sha256sum DATA REPLICA` (one process, the files one after the other);
 #   cold (both files dropped from the page cache before each run, POSIX_FADV_DONTNEED): the same.
 # Prints MB/s of volume compared and the ratios verify/cmp and verify/sha256sum (target: verify at
@@ -65,6 +66,7 @@ run() {  # run NAME PREP CMD: one timed run, keeping the best per name
 for _ in $(seq "$RUNS"); do
   for mode in warm cold; do
     run "verify-$mode" $mode "$VERIFY"
+    run "verify-blake3-$mode" $mode "$VERIFY --hash blake3"
     run "cmp-$mode" $mode "cmp $W/data $W/replica"
     run "sha256sum-$mode" $mode "sha256sum $W/data $W/replica"
   done
@@ -73,8 +75,9 @@ done
 rate() { echo "scale=1; $VOL / $1 / 1000000" | bc -l; }
 echo "verify benchmark: two equal files of $VOL bytes ($GIB GiB), best of $RUNS, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in warm cold; do
-  v=${BEST[verify-$mode]} c=${BEST[cmp-$mode]} s=${BEST[sha256sum-$mode]}
-  printf '%s: verify %.3fs (%s MB/s), cmp %.3fs (%s MB/s), sha256sum %.3fs (%s MB/s)\n' \
-    "$mode" "$v" "$(rate "$v")" "$c" "$(rate "$c")" "$s" "$(rate "$s")"
-  printf '      verify is %.2fx cmp (target >= 1), %.2fx sha256sum\n' "$(echo "$c / $v" | bc -l)" "$(echo "$s / $v" | bc -l)"
+  v=${BEST[verify-$mode]} b=${BEST[verify-blake3-$mode]} c=${BEST[cmp-$mode]} s=${BEST[sha256sum-$mode]}
+  printf '%s: verify %.3fs (%s MB/s), verify --hash blake3 %.3fs (%s MB/s), cmp %.3fs (%s MB/s), sha256sum %.3fs (%s MB/s)\n' \
+    "$mode" "$v" "$(rate "$v")" "$b" "$(rate "$b")" "$c" "$(rate "$c")" "$s" "$(rate "$s")"
+  printf '      verify is %.2fx cmp (target >= 1), %.2fx sha256sum; with blake3 %.2fx cmp\n' \
+    "$(echo "$c / $v" | bc -l)" "$(echo "$s / $v" | bc -l)" "$(echo "$c / $b" | bc -l)"
 done
