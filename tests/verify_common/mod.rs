@@ -100,3 +100,65 @@ pub fn fake_ssh(dir: &Path) -> PathBuf {
     Command::new("chmod").arg("+x").arg(&p).status().unwrap();
     p
 }
+
+/// Thin block -> data block of `dev` over `blocks` blocks (None: unmapped).
+pub fn block_map(dev: &Dev, blocks: u64) -> Vec<Option<u64>> {
+    let mut m = vec![None; blocks as usize];
+    for &(o, d, _) in &dev.map {
+        if o < blocks {
+            m[o as usize] = Some(d);
+        }
+    }
+    m
+}
+
+fn expected_block(map: &[Option<u64>], i: usize) -> Vec<u8> {
+    match map.get(i).copied().flatten() {
+        Some(d) => block_content(d),
+        None => vec![0u8; BS as usize],
+    }
+}
+
+/// The ranges where the file at `got` differs from the volume `map` describes, block by block,
+/// without holding either in memory, plus the size difference.
+pub fn oracle_stream(map: &[Option<u64>], got: &Path) -> Ranges {
+    let f = std::fs::File::open(got).unwrap();
+    let len = f.metadata().unwrap().len().max(crate_blockdev_len(got));
+    let size = map.len() as u64 * BS;
+    let common = size.min(len);
+    let mut r: Ranges = Vec::new();
+    let mut buf = vec![0u8; BS as usize];
+    for i in 0..common.div_ceil(BS) {
+        let n = BS.min(common - i * BS) as usize;
+        f.read_exact_at(&mut buf[..n], i * BS).unwrap();
+        if buf[..n] != expected_block(map, i as usize)[..n] {
+            match r.last_mut() {
+                Some(last) if last.0 + last.1 == i * BS => last.1 += n as u64,
+                _ => r.push((i * BS, n as u64)),
+            }
+        }
+    }
+    if size != len {
+        r.push((common, size.max(len) - common));
+    }
+    r
+}
+
+fn crate_blockdev_len(p: &Path) -> u64 {
+    use std::io::{Seek, SeekFrom};
+    std::fs::File::open(p).and_then(|mut f| f.seek(SeekFrom::End(0))).unwrap_or(0)
+}
+
+/// Writes the volume `map` describes to `path`, block by block.
+pub fn write_image(map: &[Option<u64>], path: &Path) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..map.len() {
+        std::io::Write::write_all(&mut f, &expected_block(map, i)).unwrap();
+    }
+}
+
+/// `sha256sum` of a file.
+pub fn sha256(path: &Path) -> String {
+    let o = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
