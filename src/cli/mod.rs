@@ -60,7 +60,7 @@ enum Cmd {
     /// nothing.
     Inspect(inspect::InspectArgs),
     /// Whether a replica (an LV, here or `[USER@]HOST:VG/LV`, or a file or block device with --to)
-    /// equals a source snapshot: each side reads only what it maps and hashes it (BLAKE3); region
+    /// equals a source snapshot: each side reads only what it maps and hashes it per block (xxh3-128, or BLAKE3); region
     /// digests first, block digests only where a region differs. Prints `equal` or the differing
     /// byte ranges. Exit 0 equal, 1 different, 2 usage, 3 other errors.
     Verify(verify::VerifyArgs),
