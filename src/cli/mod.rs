@@ -60,9 +60,9 @@ enum Cmd {
     /// nothing.
     Inspect(inspect::InspectArgs),
     /// Whether a replica (an LV, here or `[USER@]HOST:VG/LV`, or a file or block device with --to)
-    /// equals a source snapshot: each side reads only what it maps and hashes it per block (xxh3-128, or BLAKE3); region
-    /// digests first, block digests only where a region differs. Prints `equal` or the differing
-    /// byte ranges. Exit 0 equal, 1 different, 2 usage, 3 other errors.
+    /// equals a source snapshot: each side reads only what it maps and hashes it per block
+    /// (xxh3-128, or BLAKE3); region digests first, block digests only where a region differs.
+    /// Prints `equal` or the differing byte ranges. Exit 0 equal, 1 different, 2 usage, 3 other errors.
     Verify(verify::VerifyArgs),
     /// Compare as `verify` does, then send exactly the differing blocks (and unmap what the source
     /// does not map) as one atomic receive that records the source as the replica's new base, so
