@@ -1,8 +1,8 @@
 //! `verify` and `heal`: is a replica still equal to its source snapshot, and if not, make it so
 //! without a common base. Each side reads only the bytes it maps (a range unmapped on both is
 //! equal unread) and hashes them per block (xxh3-128, or BLAKE3 when asked); the sides compare
-//! region digests first and block digests only inside differing regions ([`compare`]). The replica may be on another host,
-//! reached through ssh ([`protocol`]). `heal` turns the differing ranges into a native stream and
+//! region digests first and block digests only inside differing regions ([`compare`]). The
+//! replica may be on another host, reached through ssh ([`protocol`]). `heal` turns the differing ranges into a native stream and
 //! applies it with the atomic receive ([`heal`]).
 
 pub mod compare;
