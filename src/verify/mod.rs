@@ -2,8 +2,8 @@
 //! without a common base. Each side reads only the bytes it maps (a range unmapped on both is
 //! equal unread) and hashes them per block (xxh3-128, or BLAKE3 when asked); the sides compare
 //! region digests first and block digests only inside differing regions ([`compare`]). The
-//! replica may be on another host, reached through ssh ([`protocol`]). `heal` turns the differing ranges into a native stream and
-//! applies it with the atomic receive ([`heal`]).
+//! replica may be on another host, reached through ssh ([`protocol`]). `heal` turns the differing
+//! ranges into a native stream and applies it with the atomic receive ([`heal`]).
 
 pub mod compare;
 pub mod hash;
