@@ -144,6 +144,7 @@ fn recv(o: &Opts, read: ReadOptions, err: &mut dyn Write) -> Result<crate::Resul
         return Err(EXIT_ERROR);
     };
     let args = lvm::recv::Args {
+        heal: false,
         target: target.clone(),
         read,
         progress: progress::Mode::Never,

@@ -23,6 +23,9 @@ pub mod recv;
 pub mod send;
 pub mod stream;
 
+// Comparing a replica with its source, and repairing it.
+pub mod verify;
+
 // LVM around it all, the other host (ssh), and the thin_send/thin_recv drop-in.
 pub mod compat;
 pub mod lvm;

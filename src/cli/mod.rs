@@ -7,11 +7,13 @@ mod check;
 mod completions;
 mod diff;
 mod dump;
+mod heal;
 mod inspect;
 mod ls;
 mod recv;
 mod send;
 pub(crate) mod size;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -98,6 +100,17 @@ enum Cmd {
     /// Write the manual pages, one per subcommand, into a directory.
     #[command(after_help = completions::MANPAGES_EXAMPLES)]
     Manpages(completions::ManArgs),
+    /// Whether a replica (an LV, here or `[USER@]HOST:VG/LV`, or a file or block device with --to)
+    /// equals a source snapshot: each side reads only what it maps and hashes it per block
+    /// (xxh3-128, or BLAKE3); region digests first, block digests only where a region differs.
+    /// Prints `equal` or the differing byte ranges. Exit 0 equal, 1 different, 2 usage, 3 other errors.
+    #[command(after_help = verify::EXAMPLES)]
+    Verify(verify::VerifyArgs),
+    /// Compare as `verify` does, then send exactly the differing blocks (and unmap what the source
+    /// does not map) as one atomic receive that records the source as the replica's new base, so
+    /// an incremental `send` from it is accepted next. No common base needed.
+    #[command(after_help = heal::EXAMPLES)]
+    Heal(heal::HealArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -111,6 +124,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Completions(a) => completions::completions(a, command()),
         Cmd::Manpages(a) => completions::man(a, command()),
+        Cmd::Verify(a) => verify::run(a),
+        Cmd::Heal(a) => heal::run(a),
     }
 }
 

@@ -103,6 +103,7 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
     let read = stream::ReadOptions { accept: a.accept.accept.accept(), allow_empty: a.allow_empty };
     if let Some(target) = a.lv {
         let args = lvm::recv::Args {
+            heal: false,
             target,
             pool: a.pool,
             snapshot: a.snapshot,

@@ -14,7 +14,8 @@ pub const EXAMPLES: &str = "\
 Examples:
   thinsend-native send vg/snap1 > snap1.stream                 # full
   thinsend-native send vg/snap1 vg/snap2 | ssh backup thinsend-native recv vg/replica
-  thinsend-native send vg/snap1 vg/snap2 | zstd | ssh backup 'zstd -d | thinsend-native recv vg/replica'
+  thinsend-native send --compress zstd:3 --bwlimit 50M vg/snap1 vg/snap2 | ssh backup thinsend-native recv -s vg/replica
+  thinsend-native send --resume \"$(ssh backup thinsend-native recv --resume-token vg/replica)\" vg/snap1 vg/snap2 | ssh backup thinsend-native recv -s vg/replica
   thinsend-native send -n vg/snap1 vg/snap2                    # records and stream size, nothing sent
   thinsend-native send -n --format json vg/snap1 vg/snap2
   thinsend-native send --stream-format linbit vg/snap1 vg/snap2 | ssh host thin_recv vg/replica

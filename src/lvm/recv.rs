@@ -39,6 +39,9 @@ pub struct Args {
     pub rollback: bool,
     /// Report the cost of the check for changes since the last receive on stderr.
     pub stats: bool,
+    /// `heal`: the stream was made by comparing the target's contents, so changes made to it since
+    /// the last receive are what the stream repairs: they are not refused.
+    pub heal: bool,
     pub read: ReadOptions,
     pub progress: progress::Mode,
     /// `-s`: keep the staging LV of an interrupted stream, to be resumed.
@@ -188,6 +191,7 @@ impl<'a> LvmSink<'a> {
                     "thinsend-native: --rollback: applying the stream to {from}, the last received state of {full}"
                 );
             } else {
+                check = !self.args.heal;
                 if !lv.tags.contains(&want) && !self.args.force {
                     let has: Vec<&String> = lv.tags.iter().filter(|t| t.starts_with(TAG_PREFIX)).collect();
                     return Err(Error::Other(format!(
@@ -196,7 +200,6 @@ impl<'a> LvmSink<'a> {
                         if has.is_empty() { "no received state".to_string() } else { format!("{has:?}") }
                     )));
                 }
-                check = true;
             }
         }
         let guard = Guard::new(Action::RemoveLv { lv: tmp.into() });
