@@ -27,6 +27,7 @@ pub mod stream;
 pub mod compat;
 pub mod lvm;
 pub mod remote;
+pub mod sync;
 
 // Errors, syscall wrappers, signal undo, progress, escaping of untrusted text.
 pub mod error;

@@ -11,6 +11,7 @@ mod ls;
 mod recv;
 mod send;
 pub(crate) mod size;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,13 @@ enum Cmd {
     /// List a stream from stdin record by record, verifying every checksum and count; applies
     /// nothing.
     Inspect(inspect::InspectArgs),
+    /// Replicate thin LVs to or from another host: snapshot SRC, send the incremental from the
+    /// newest snapshot both sides hold (by identity) through ssh, keep the received state as a
+    /// snapshot on DST, prune (--keep). -r for every thin LV of a VG or pool.
+    Sync(sync::SyncArgs),
+    /// Internal: what sync runs on each side (state, snapshot, mark, prune, rewind, list).
+    #[command(hide = true, name = "sync-agent")]
+    SyncAgent(sync::AgentArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -68,6 +76,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Send(a) => send::run(a),
         Cmd::Recv(a) => recv::run(a),
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Sync(a) => sync::run(a),
+        Cmd::SyncAgent(a) => sync::run_agent(a),
     }
 }
 
