@@ -189,27 +189,22 @@ fn run(o: &Options, job: &Job, r: &mut VolumeResult) -> Result<()> {
     };
     r.snapshot = Some(p.snap.clone());
     r.dst_snapshot = Some(p.dst_snap.clone());
-    if p.resume.is_none() {
-        // Planned from SRC as it is now: the snapshot about to be taken has the same blocks.
-        let (stream, data) = predict(&ss, &src.vg, r.base.as_deref(), if p.fresh { &src_lv.name } else { &p.snap })?;
-        // The header names the snapshot instead of the LV: the only difference in size.
-        let delta = if p.fresh { p.snap.len() as i64 - src_lv.name.len() as i64 } else { 0 };
-        r.stream_bytes = Some(stream.saturating_add_signed(delta));
-        r.data_bytes = Some(data);
-        if let Some(free) = dst.pool_free_bytes.filter(|&f| f < data) {
-            return Err(Error::Other(format!(
-                "DST pool {}/{pool} has {free} bytes free, the stream writes {data} bytes of data; nothing was sent",
-                dst.vg
-            )));
-        }
-    }
     let added_src = p.fresh.then_some((p.snap.as_str(), p.at));
     r.pruned_src = to_prune(o, &src.snapshots, added_src, &[&p.snap]);
     r.pruned_dst = to_prune(o, &dst.snapshots, Some((&p.dst_snap, p.at)), &[&p.dst_snap]);
     if o.dry_run {
+        if p.resume.is_none() {
+            // Planned from SRC as it is now: the snapshot about to be taken has the same blocks,
+            // and the header names the snapshot instead of the LV.
+            let (lv, delta) = match p.fresh {
+                true => (&src_lv.name, p.snap.len() as i64 - src_lv.name.len() as i64),
+                false => (&p.snap, 0),
+            };
+            check_bytes(&ss, &src, &dst, &pool, r.base.clone().as_deref(), lv, delta, r)?;
+        }
         return Ok(());
     }
-    execute(o, job, &p, (&ss, &src), (&ds, &dst), r)
+    execute(o, job, &p, (&ss, &src), (&ds, &dst), r, &pool)
 }
 
 fn execute(
@@ -219,10 +214,15 @@ fn execute(
     (ss, src): (&Side, &SideState),
     (ds, dst): (&Side, &SideState),
     r: &mut VolumeResult,
+    pool: &str,
 ) -> Result<()> {
     let at = p.at.to_string();
     if p.fresh {
         ss.agent(&["snapshot", &job.src.path, &p.snap, &at])?;
+    }
+    if p.resume.is_none() {
+        // Planned from the snapshot itself: exactly the stream about to be sent.
+        check_bytes(ss, src, dst, pool, r.base.clone().as_deref(), &p.snap, 0, r)?;
     }
     if p.abort_partial {
         ds.output(&["recv", "--abort", &job.dst.path])?;
@@ -265,10 +265,38 @@ fn execute(
         (send.iter().map(String::as_str).collect(), recv.iter().map(String::as_str).collect());
     let label = format!("{} -> {}", job.src, job.dst);
     let moved = transfer(&mut ss.command(&sv)?, &mut ds.command(&rv)?, &label, o.progress)?;
+    if let Some(planned) = r.stream_bytes.filter(|&b| b != moved.bytes && o.compress.is_none()) {
+        r.warnings.push(format!("planned {planned} stream bytes, {} went over the wire", moved.bytes));
+    }
     r.stream_bytes = Some(moved.bytes);
     ds.agent(&["mark", &job.dst.path, &p.dst_snap, &at])?;
     prune(ss, &job.src.path, &r.pruned_src)?;
     prune(ds, &job.dst.path, &r.pruned_dst)
+}
+
+/// The stream's size (`send --dry-run` of `lv` on SRC, `delta` bytes more) and DST's pool space.
+#[allow(clippy::too_many_arguments)]
+fn check_bytes(
+    ss: &Side,
+    src: &SideState,
+    dst: &SideState,
+    pool: &str,
+    base: Option<&str>,
+    lv: &str,
+    delta: i64,
+    r: &mut VolumeResult,
+) -> Result<()> {
+    let (stream, data) = predict(ss, &src.vg, base, lv)?;
+    r.stream_bytes = Some(stream.saturating_add_signed(delta));
+    r.data_bytes = Some(data);
+    let pool = dst.lv.as_ref().map_or(pool, |l| l.pool.as_str());
+    match dst.pool_free_bytes.filter(|&f| f < data) {
+        Some(free) => Err(Error::Other(format!(
+            "DST pool {}/{pool} has {free} bytes free, the stream writes {data} bytes of data; nothing was sent",
+            dst.vg
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn pool_of(src: &SideState) -> String {
