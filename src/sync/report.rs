@@ -99,7 +99,10 @@ mod tests {
         good.ok = true;
         good.mode = Some("full".into());
         let text = json(&[good.clone(), bad.clone()]);
-        assert!(text.starts_with(r#"{"ok":false,"failed":1,"volumes":[{"src":"vga/a","dst":"h:vgb/a","ok":true"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"ok":false,"failed":1,"volumes":[{"src":"vga/a","dst":"h:vgb/a","ok":true"#),
+            "{text}"
+        );
         let j: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(j["ok"], false);
         assert_eq!(j["failed"], 1);

@@ -66,14 +66,6 @@ impl Side {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `thinsend-native --version`: checks the binary is there and runs.
-    pub fn version(&self) -> Result<String> {
-        let v = self.output(&["--version"]).map_err(|e| {
-            Error::Other(format!("{e} (is thinsend-native installed and on the PATH of {}?)", self.name()))
-        })?;
-        Ok(v.trim().to_string())
-    }
-
     /// The state of `vg/lv` on this side (`sync-agent state`).
     pub fn state(&self, lv: &str, pool: Option<&str>, dst: bool) -> Result<SideState> {
         let mut args = vec!["sync-agent", "state", lv];
@@ -83,7 +75,15 @@ impl Side {
         if dst {
             args.push("--dst");
         }
-        let out = self.output(&args)?;
+        // The first command a run sends to a side: a missing or older binary shows here.
+        let out = self.output(&args).map_err(|e| match self {
+            Side::Local => e,
+            Side::Remote { ssh, .. } => Error::Other(format!(
+                "{e} (is thinsend-native {} installed as {:?} there? --remote-bin names it)",
+                env!("CARGO_PKG_VERSION"),
+                ssh.remote_bin
+            )),
+        })?;
         serde_json::from_str(&out)
             .map_err(|e| Error::Other(format!("{}: unreadable sync-agent state for {lv}: {e}", self.name())))
     }
