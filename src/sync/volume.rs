@@ -116,10 +116,15 @@ fn plan(o: &Options, job: &Job, src: &SideState, dst: &SideState) -> Result<Plan
     Ok(Plan { base, snap, at, fresh, dst_snap, resume, abort_partial })
 }
 
-/// `send --dry-run --format json [BASE] LV` on SRC: (stream bytes, data bytes).
-fn predict(side: &Side, vg: &str, base: Option<&str>, lv: &str) -> Result<(u64, u64)> {
+/// `send --dry-run --format json [BASE] LV` on SRC: (stream bytes, data bytes). `origin`: LV is
+/// the origin, older than its snapshots by creation time, planned in place of the snapshot to be
+/// taken (`--force` lets `send` plan from a newer base).
+fn predict(side: &Side, vg: &str, base: Option<&str>, lv: &str, origin: bool) -> Result<(u64, u64)> {
     let full = |n: &str| format!("{vg}/{n}");
     let mut args = vec!["send".to_string(), "--dry-run".into(), "--format".into(), "json".into()];
+    if origin && base.is_some() {
+        args.push("--force".into());
+    }
     args.extend(base.map(full));
     args.push(full(lv));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -286,7 +291,7 @@ fn check_bytes(
     delta: i64,
     r: &mut VolumeResult,
 ) -> Result<()> {
-    let (stream, data) = predict(ss, &src.vg, base, lv)?;
+    let (stream, data) = predict(ss, &src.vg, base, lv, lv == src_name(src))?;
     r.stream_bytes = Some(stream.saturating_add_signed(delta));
     r.data_bytes = Some(data);
     let pool = dst.lv.as_ref().map_or(pool, |l| l.pool.as_str());
@@ -297,6 +302,10 @@ fn check_bytes(
         ))),
         None => Ok(()),
     }
+}
+
+fn src_name(src: &SideState) -> &str {
+    src.lv.as_ref().map_or("", |l| l.name.as_str())
 }
 
 fn pool_of(src: &SideState) -> String {
