@@ -128,6 +128,7 @@ fn send(o: &Opts, err: &mut dyn Write) -> Result<crate::Result<()>, u8> {
         read_from: lvm::send::ReadFrom::Lv,
         progress: progress::Mode::Never,
         allow_backward: false,
+        resume: None,
     };
     Ok(lvm::send::send(&args, 1).map(|_| ()))
 }

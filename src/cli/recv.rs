@@ -48,11 +48,39 @@ pub struct RecvArgs {
     /// target's size.
     #[arg(long, value_name = "BYTES", conflicts_with = "lv")]
     size: Option<u64>,
+    /// Keep the partial state of an interrupted stream (EOF or error mid-stream, a signal) and
+    /// print a token to resume it with `send --resume TOKEN` (native streams; docs/STREAM.md §7).
+    #[arg(short = 's', long)]
+    resumable: bool,
+    /// Print the token of the partial receive kept for the target (one line); exit 1 if none.
+    #[arg(long = "resume-token", conflicts_with_all = ["resumable", "abort"])]
+    resume_token: bool,
+    /// Discard the partial receive kept for the target (the target stays as before it).
+    #[arg(long, conflicts_with = "resumable")]
+    abort: bool,
     #[command(flatten)]
     progress: ProgressArgs,
 }
 
+/// `--resume-token` and `--abort`: they read no stream.
+fn partial_state(a: &RecvArgs) -> Result<Option<ExitCode>, Error> {
+    if !(a.resume_token || a.abort) {
+        return Ok(None);
+    }
+    match (&a.to, &a.lv) {
+        (Some(to), _) if a.resume_token => println!("{}", recv::resume_token(to)?),
+        (Some(to), _) => eprintln!("thinsend-native: {}", recv::abort(to)?),
+        (None, Some(lv)) if a.resume_token => println!("{}", lvm::recv::resume_token(lv)?),
+        (None, Some(lv)) => eprintln!("thinsend-native: {}", lvm::recv::abort(lv)?),
+        (None, None) => return Err(Error::Usage("--resume-token and --abort take --to PATH or VG/LV".into())),
+    }
+    Ok(Some(ExitCode::SUCCESS))
+}
+
 pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
+    if let Some(code) = partial_state(&a)? {
+        return Ok(code);
+    }
     if sys::is_tty(0) {
         return Err(Error::Usage("expecting a data stream on stdin, which is a terminal".into()));
     }
@@ -67,6 +95,7 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
             stats: a.stats,
             read,
             progress: a.progress.mode(),
+            resumable: a.resumable,
         };
         lvm::recv::recv(&args, 0)?;
         return Ok(ExitCode::SUCCESS);
@@ -80,6 +109,7 @@ pub fn run(a: RecvArgs) -> Result<ExitCode, Error> {
         state_file: a.state_file,
         rollback: a.rollback,
         size: a.size,
+        resumable: a.resumable,
     };
     recv::recv(0, &opts)?;
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use thinsend::lvm::send::ReadFrom;
+use thinsend::recv::token::Token;
 use thinsend::{io as sys, lvm, send, Error};
 
 use super::args::{flush, stdout, ProgressArgs, SnapArg, TextJson};
@@ -59,6 +60,10 @@ pub struct SendArgs {
     /// Output of --dry-run.
     #[arg(long, value_enum, default_value_t = TextJson::Text, requires = "dry_run")]
     format: TextJson,
+    /// Continue an interrupted `recv -s`: send only what follows its checkpoint. The sources must
+    /// be the same as the original send's (their identities are checked against the token).
+    #[arg(long, value_name = "TOKEN")]
+    resume: Option<String>,
     /// Write the stream even when stdout is a terminal.
     #[arg(long = "allow-tty")]
     allow_tty: bool,
@@ -86,6 +91,7 @@ fn run_lvm(a: SendArgs, format: send::StreamFormat) -> Result<ExitCode, Error> {
         read_from: a.read_from,
         progress: a.progress.mode(),
         allow_backward: a.force,
+        resume: a.resume.as_deref().map(Token::decode).transpose()?,
     };
     if a.dry_run {
         let mut out = stdout();
@@ -118,6 +124,7 @@ pub fn run(a: SendArgs) -> Result<ExitCode, Error> {
         progress: a.progress.mode(),
         copy: send::CopyMode::from_env(),
         allow_backward: a.force,
+        resume: a.resume.as_deref().map(Token::decode).transpose()?,
         ..send::Options::default()
     };
     let pool = a.snap.open(&metadata)?;

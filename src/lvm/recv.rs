@@ -9,6 +9,11 @@ use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
+#[path = "recv_resume.rs"]
+mod resume;
+
+pub use resume::{abort, resume_token};
+
 use crate::cleanup::{Action, Guard};
 use crate::error::{Error, Result};
 use crate::lvm::error::LvmError;
@@ -36,6 +41,8 @@ pub struct Args {
     pub stats: bool,
     pub read: ReadOptions,
     pub progress: progress::Mode,
+    /// `-s`: keep the staging LV of an interrupted stream, to be resumed.
+    pub resumable: bool,
 }
 
 /// The tag that records "this LV equals that snapshot": the source's LV UUID when known, its thin
@@ -63,7 +70,8 @@ fn check_not_open(lv: &ThinLv) -> Result<()> {
 
 struct Staged {
     tmp: String,
-    guard: Guard,
+    /// Removes the staging LV on failure (none once a resumable receive keeps it).
+    guard: Option<Guard>,
     existing: Option<ThinLv>,
     tag: Option<String>,
     /// Whether VG/LV_thinsend_base existed when the receive started.
@@ -77,6 +85,9 @@ struct LvmSink<'a> {
     inner_opts: &'a recv::Options,
     inner: Option<BlockSink<'a>>,
     staged: Option<Staged>,
+    partial: Option<resume::LvPartial>,
+    /// The stream was refused before it was staged.
+    refused: bool,
 }
 
 impl<'a> LvmSink<'a> {
@@ -120,7 +131,7 @@ impl<'a> LvmSink<'a> {
             (header, Some(lv)) => self.stage_onto(header, lv, base::kept(&report, lv)?.as_ref(), &tmp)?,
         };
         let tag = header.map(|h| state_tag(&h.source));
-        self.staged = Some(Staged { tmp: tmp.clone(), guard, existing, tag, base_exists });
+        self.staged = Some(Staged { tmp: tmp.clone(), guard: Some(guard), existing, tag, base_exists });
         self.inner = Some(BlockSink::open(&tmp_lv.dev_path(), self.inner_opts)?);
         Ok(())
     }
@@ -210,11 +221,21 @@ impl<'a> LvmSink<'a> {
 
 impl Sink for LvmSink<'_> {
     fn start(&mut self, start: &Start) -> Result<()> {
+        match self.resume_start(start) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                self.refused = true;
+                return Err(e);
+            }
+        }
         self.stage(start)?;
-        self.inner()?.start(start)
+        self.inner()?.start(start)?;
+        self.first_checkpoint(start)
     }
     fn data(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        self.inner()?.data(offset, bytes)
+        self.inner()?.data(offset, bytes)?;
+        self.applied(offset + bytes.len() as u64, bytes.len() as u64)
     }
     fn splice_target(&mut self, offset: u64, len: u64) -> Result<Option<RawFd>> {
         self.inner()?.splice_target(offset, len)
@@ -225,7 +246,8 @@ impl Sink for LvmSink<'_> {
         }
     }
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
-        self.inner()?.unmap(offset, len)
+        self.inner()?.unmap(offset, len)?;
+        self.applied(offset.saturating_add(len), len)
     }
     fn record(&mut self, rec: &Located) -> Result<()> {
         self.inner()?.record(rec)
@@ -265,7 +287,9 @@ fn commit(args: &Args, vg: &str, name: &str, staged: Staged) -> Result<()> {
         }
         return Err(e);
     }
-    staged.guard.disarm();
+    if let Some(g) = staged.guard {
+        g.disarm();
+    }
     // The new LV behaves as the old one did: activation-skip flag and activation state.
     let was = staged.existing.as_ref();
     let skip = was.is_some_and(|lv| lv.skip_activation());
@@ -296,12 +320,25 @@ pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
         state_file: Some(state_dir.join("state.json")),
         ..Default::default()
     };
-    let mut sink =
-        LvmSink { args, vg: vg.clone(), name: name.clone(), inner_opts: &inner_opts, inner: None, staged: None };
+    let mut sink = LvmSink {
+        args,
+        vg: vg.clone(),
+        name: name.clone(),
+        inner_opts: &inner_opts,
+        inner: None,
+        staged: None,
+        partial: None,
+        refused: false,
+    };
     let result = stream::read(input, &args.read, &mut sink);
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
+            if let Some(note) = sink.keep_partial() {
+                drop(sink);
+                let _ = std::fs::remove_dir_all(&state_dir);
+                return Err(recv::RecvError::Failed { what: e.to_string(), note }.into());
+            }
             drop(sink); // removes the temporary LV
             let _ = std::fs::remove_dir_all(&state_dir);
             return Err(LvmError::Unchanged { target: format!("{vg}/{name}"), source: Box::new(e) }.into());
@@ -311,10 +348,16 @@ pub fn recv(args: &Args, input: RawFd) -> Result<Summary> {
         i.finish_progress(&summary, &args.target);
     }
     let staged = sink.staged.take();
+    let resumable = sink.partial.is_some();
     drop(sink);
     let _ = std::fs::remove_dir_all(&state_dir);
     match staged {
-        Some(st) => commit(args, &vg, &name, st)?,
+        Some(st) => {
+            commit(args, &vg, &name, st)?;
+            if resumable {
+                crate::recv::resume::remove_checkpoint(&resume::ck_target(&vg, &name))?;
+            }
+        }
         None => eprintln!("thinsend-native: empty input: {}/{name} left unchanged", vg),
     }
     Ok(summary)

@@ -31,6 +31,8 @@ pub struct Args {
     pub progress: progress::Mode,
     /// Allow a base newer than the snapshot (`send --force`): a backward incremental.
     pub allow_backward: bool,
+    /// `send --resume TOKEN`: continue an interrupted receive.
+    pub resume: Option<crate::recv::token::Token>,
 }
 
 fn ids(lv: &ThinLv) -> LvmIds {
@@ -62,6 +64,7 @@ fn options(args: &Args, base: Option<&ThinLv>, snap: &ThinLv) -> send::Options {
         source_lvm: ids(snap),
         base_lvm: base.map(ids).unwrap_or_default(),
         allow_backward: args.allow_backward,
+        resume: args.resume.clone(),
         ..send::Options::default()
     }
 }

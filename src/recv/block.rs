@@ -133,6 +133,19 @@ impl<'o> BlockSink<'o> {
         Ok(Ident { file: false, len: self.size, dev: m.rdev(), ino: 0, mtime_ns: 0 })
     }
 
+    /// A resumed full stream (the LV form's kept staging LV): everything below `offset` is done.
+    pub fn resume_at(&mut self, offset: u64) {
+        if self.cursor.is_some() {
+            self.cursor = Some(offset);
+        }
+    }
+
+    /// Makes what was written so far durable (a resumable receive's checkpoint follows).
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
     pub fn finish_progress(&mut self, summary: &Summary, what: &str) {
         finish_line(&mut self.slots.progress, summary, what);
     }
@@ -277,7 +290,7 @@ impl Target for BlockSink<'_> {
             let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_block_state(&sf, old));
             let jp = journal_path(&self.state_file);
             let (id, saving) = (self.ident()?, "saving to");
-            self.slots.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving)?);
+            self.slots.journal = Some(Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving, true)?);
         } else {
             self.mark = Some(state_for(start, false));
         }

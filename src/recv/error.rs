@@ -14,6 +14,12 @@ pub enum RecvError {
     SizeUnknown { target: PathBuf, format: &'static str },
     #[error("{}: range [{offset}, +{len}) is past the end of the volume ({limit} bytes)", .target.display())]
     PastEnd { target: PathBuf, offset: u64, len: u64, limit: u64 },
+    /// A resumable receive's partial state refuses what was asked (docs/STREAM.md §7).
+    #[error("{}: {what}", .target.display())]
+    Resume { target: PathBuf, what: String },
+    /// A resume token that does not decode or does not bind to what it is used with.
+    #[error("resume token refused: {0}")]
+    Token(String),
     /// A failed receive: what went wrong, then what the target holds now.
     #[error("{what}; {note}")]
     Failed { what: String, note: String },

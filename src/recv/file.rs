@@ -10,7 +10,12 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::beside::{base_path, create_temp, journal_path, note, remove_stale_temps};
+#[path = "file_resume.rs"]
+mod resume;
+
+pub(crate) use resume::abort;
+
+use super::beside::{base_path, journal_path, note, remove_stale_temps};
 use super::journal::{self, punch_or_zero, Ident};
 use super::state::{self, check_base, dir_of, raw_file_state, sidecar, state_for, tag, Fingerprint, State, XATTR};
 use super::target::{Slots, Target};
@@ -28,8 +33,11 @@ pub(crate) struct FileSink<'o> {
     opts: &'o Options,
     path: PathBuf,
     file: File,
-    /// The temporary a new file is received into, with the guard removing it.
-    temp: Option<(PathBuf, Guard)>,
+    /// The temporary a new file is received into, with the guard removing it (none for the partial
+    /// file of a resumable receive, which an interruption keeps).
+    temp: Option<(PathBuf, Option<Guard>)>,
+    /// A resumable receive (`-s`), or one onto a kept partial state.
+    partial: Option<resume::Partial>,
     slots: Slots,
     /// The volume size: the file's length once received.
     limit: u64,
@@ -40,14 +48,14 @@ pub(crate) struct FileSink<'o> {
     reverted: bool,
 }
 
-fn ident(f: &File, path: &Path) -> Result<Ident> {
+pub(crate) fn ident(f: &File, path: &Path) -> Result<Ident> {
     let m = f.metadata().map_err(|e| Error::io(path, e))?;
     let fp = Fingerprint::of(&m, false);
     Ok(Ident { file: true, len: fp.size, dev: fp.dev, ino: fp.ino, mtime_ns: fp.mtime_ns })
 }
 
 /// Puts back the state record a journal saved (or removes the one this receive wrote).
-fn restore_state(path: &Path, f: &File, old: Option<&[u8]>) -> Result<()> {
+pub(crate) fn restore_state(path: &Path, f: &File, old: Option<&[u8]>) -> Result<()> {
     let sc = sidecar(path);
     match old {
         Some(b) => match sys::set_xattr(f.as_raw_fd(), XATTR, b) {
@@ -90,30 +98,21 @@ impl<'o> FileSink<'o> {
         }
         remove_stale_temps(path)?;
         remove_stale_temps(&sidecar(path))?;
-        let (file, temp) = if exists {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
-                .map_err(|e| Error::io(path, e))?;
-            (f, None)
-        } else {
-            let (f, t) = create_temp(path)?;
-            (f, Some(t))
-        };
+        let (file, temp, partial) = resume::open_target(path, opts, exists)?;
+        let kept = partial.as_ref().is_some_and(|p| p.kept());
         let sink = FileSink {
             opts,
             path: path.to_path_buf(),
             file,
             temp,
+            partial,
             slots: Slots::new(Progress::new(opts.progress, "received", None)),
             limit: 0,
             cursor: None,
             committed: false,
             reverted: false,
         };
-        if exists {
+        if exists && !kept {
             sink.recover()?;
         }
         Ok(sink)
@@ -176,7 +175,8 @@ impl<'o> FileSink<'o> {
         let (path, f) = (self.path.clone(), self.file.try_clone().map_err(|e| self.err(e))?);
         let restore = std::sync::Arc::new(move |old: Option<&[u8]>| restore_state(&path, &f, old));
         let saving = "saving its old contents to";
-        let j = Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving).map_err(|e| match e {
+        let arm = self.partial.is_none();
+        let j = Undo::begin(&jp, id, old.as_deref(), &self.file, restore, saving, arm).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
                 RecvError::Busy { target: self.path.clone(), journal: jp.clone() }.into()
             }
@@ -291,6 +291,9 @@ impl Target for FileSink<'_> {
     }
 
     fn begin_stream(&mut self, start: &Start) -> Result<()> {
+        if self.resume_begin(start)? {
+            return Ok(());
+        }
         let existing = self.temp.is_none();
         let len = self.len()?;
         self.limit = volume_size(start, self.opts, &self.path, existing.then_some(len))?;
@@ -315,13 +318,15 @@ impl Target for FileSink<'_> {
             self.open_journal()?;
         }
         let len = self.len()?;
-        self.resize(len)
+        self.resize(len)?;
+        self.first_checkpoint(start)
     }
 
     fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let r = self.write(offset, bytes);
         self.advance(offset + bytes.len() as u64);
-        r
+        r?;
+        self.applied(offset + bytes.len() as u64, bytes.len() as u64)
     }
 
     fn splice_into(&mut self, offset: u64, len: u64) -> Result<RawFd> {
@@ -335,7 +340,8 @@ impl Target for FileSink<'_> {
             .before_change(offset, len)
             .and_then(|_| punch_or_zero(&self.file, offset, len).map_err(|e| self.err(e)));
         self.advance(offset.saturating_add(len));
-        r
+        r?;
+        self.applied(offset.saturating_add(len), len)
     }
 
     fn complete(&mut self) -> Result<()> {
@@ -345,6 +351,7 @@ impl Target for FileSink<'_> {
         self.flush()?;
         self.fill_gap(self.limit)?;
         self.file.sync_all().map_err(|e| self.err(e))?;
+        let start = self.original_start().unwrap_or(start);
         self.record_state(state_for(&start, true))?;
         self.file.sync_all().map_err(|e| self.err(e))?;
         if let Some((tmp, _)) = &self.temp {
@@ -357,7 +364,7 @@ impl Target for FileSink<'_> {
                 });
             }
             let _ = sys::sync_dir_of(&self.path);
-            if let Some((_, g)) = self.temp.take() {
+            if let Some((_, Some(g))) = self.temp.take() {
                 g.disarm();
             }
         }
@@ -365,6 +372,7 @@ impl Target for FileSink<'_> {
             j.commit()?;
         }
         self.committed = true;
+        self.resume_done()?;
         self.keep_base();
         Ok(())
     }
@@ -373,8 +381,14 @@ impl Target for FileSink<'_> {
 impl Apply for FileSink<'_> {
     fn abort(&mut self) -> String {
         let _w = writing();
+        if let Some(kept) = self.keep_partial() {
+            return kept;
+        }
         let p = self.path.display();
         if let Some((t, g)) = self.temp.take() {
+            let Some(g) = g else {
+                return format!("{p} not created");
+            };
             return match g.run() {
                 Ok(()) => format!("{p} not created"),
                 Err(e) => format!("{p} not created (its temporary {} could not be removed: {e})", t.display()),

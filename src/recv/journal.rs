@@ -195,6 +195,46 @@ impl Journal {
         })
     }
 
+    /// Reopens the journal a resumable receive kept, to continue it: its valid entries stay (and
+    /// count as saved, so nothing is saved twice), a torn tail is cut off. Refuses a journal another
+    /// receive holds or that belongs to another file.
+    pub fn reopen(path: &Path, target: &Ident, what: &Path) -> Result<Journal> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        if !sys::try_lock(file.as_raw_fd()).map_err(|e| Error::io(path, e))? {
+            return Err(RecvError::JournalHeld { target: what.to_path_buf(), journal: path.to_path_buf() }.into());
+        }
+        let Some((ident, _, start)) = parse_header(path, &file)? else {
+            return Err(bad(path, "its header does not read back"));
+        };
+        if ident.file != target.file || ident.dev != target.dev || ident.ino != target.ino {
+            let (target, journal) = (what.to_path_buf(), path.to_path_buf());
+            return Err(RecvError::ForeignJournal { target, journal, dev: ident.dev, ino: ident.ino }.into());
+        }
+        let entries = super::playback::scan(path, &file, start)?;
+        let end = entries.last().map_or(start, |&(k, _, len, pos)| pos + if k == KIND_DATA { len } else { 0 });
+        file.set_len(end).and_then(|_| file.sync_all()).map_err(|e| Error::io(path, e))?;
+        let mut j = Journal {
+            file,
+            path: path.to_path_buf(),
+            ident,
+            header_len: start,
+            end,
+            saved: BTreeMap::new(),
+            dirty: false,
+            buf: Vec::new(),
+            hook: None,
+        };
+        for (_, off, len, _) in entries {
+            j.mark_saved(off, off.saturating_add(len));
+        }
+        Ok(j)
+    }
+
     /// Makes a signal that ends the process play this journal back into `target` (then restore its
     /// state record with `state`) before it exits, unless it committed or rolled back first. The
     /// caller changes `target` only under [`crate::cleanup::writing`].

@@ -126,3 +126,36 @@ fn a_journal_cut_before_its_header_was_durable_changes_nothing() {
     assert!(recover(&jp, &t, &id, Path::new("t")).unwrap().unwrap().torn);
     assert_eq!(std::fs::read(d.path().join("t")).unwrap(), vec![1u8; 4096]);
 }
+
+#[test]
+fn a_reopened_journal_continues_without_saving_twice_and_rolls_back_to_the_first_contents() {
+    let old: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let (_d, t, jp, id) = fixture(&old);
+    let mut j = Journal::create(&jp, id, Some(b"{\"old\":2}")).unwrap();
+    j.save(&t, 0, 10_000).unwrap();
+    t.write_all_at(&[1u8; 10_000], 0).unwrap();
+    drop(j); // an interrupted resumable receive keeps its journal
+    let torn = std::fs::metadata(&jp).unwrap().len();
+    std::io::Write::write_all(&mut OpenOptions::new().append(true).open(&jp).unwrap(), &[0x55u8; 7]).unwrap();
+    let mut j = Journal::reopen(&jp, &ident_of(&t), Path::new("t")).unwrap();
+    assert_eq!(std::fs::metadata(&jp).unwrap().len(), torn, "the torn tail was not cut");
+    // saved before: not saved again (its first contents stay the ones played back)
+    j.save(&t, 5_000, 10_000).unwrap();
+    t.write_all_at(&[2u8; 10_000], 5_000).unwrap();
+    assert!(std::fs::metadata(&jp).unwrap().len() < torn + 10_000, "the saved part was saved twice");
+    let r = j.rollback(&t).unwrap();
+    assert_eq!(r.old_state.as_deref(), Some(&b"{\"old\":2}"[..]));
+    let mut got = vec![0u8; old.len()];
+    t.read_exact_at(&mut got, 0).unwrap();
+    assert!(got == old, "not rolled back to the contents before the first attempt");
+}
+
+#[test]
+fn a_journal_of_another_file_is_not_reopened() {
+    let (d, t, jp, id) = fixture(&[3u8; 4096]);
+    drop(Journal::create(&jp, id, None).unwrap());
+    let other = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(d.path().join("o")).unwrap();
+    let e = Journal::reopen(&jp, &ident_of(&other), Path::new("o")).err().unwrap().to_string();
+    assert!(e.contains("was written for another file"), "{e}");
+    drop(t);
+}

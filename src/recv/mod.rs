@@ -13,8 +13,10 @@ mod file;
 mod journal;
 mod pending;
 mod playback;
+pub(crate) mod resume;
 pub mod state;
 mod target;
+pub mod token;
 mod undo;
 
 use std::io;
@@ -47,6 +49,8 @@ pub struct Options {
     /// Where a block device target's state is kept (default: `$THINSEND_STATE_DIR` or
     /// `/var/lib/thinsend-native`, one JSON file per target path).
     pub state_file: Option<PathBuf>,
+    /// Keep the partial state of an interrupted stream, to be resumed (`-s`, docs/STREAM.md §7).
+    pub resumable: bool,
 }
 
 /// The length the received target must have: the native header's volume size; for a stream without
@@ -119,16 +123,34 @@ fn apply(sink: &mut dyn Apply, input: RawFd, opts: &Options, to: &Path) -> Resul
     }
 }
 
+/// A symlink to an image file: receive into the image, keep the link. (Block devices keep the
+/// name given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.)
+fn resolve(to: &Path) -> Result<PathBuf> {
+    match (std::fs::symlink_metadata(to), std::fs::metadata(to)) {
+        (Ok(l), Ok(m)) if l.file_type().is_symlink() && m.is_file() => {
+            std::fs::canonicalize(to).map_err(|e| Error::io(to, e))
+        }
+        _ => Ok(to.to_path_buf()),
+    }
+}
+
+/// `recv --resume-token --to PATH`: the token of the partial receive kept for `to`.
+pub fn resume_token(to: &Path) -> Result<String> {
+    let to = resolve(to)?;
+    match resume::Checkpoint::load(&to)? {
+        Some(c) => Ok(c.token().encode()),
+        None => Err(RecvError::Resume { target: to, what: "no partial receive is kept for it".into() }.into()),
+    }
+}
+
+/// `recv --abort --to PATH`: discards the partial receive kept for `to`; says what was done.
+pub fn abort(to: &Path) -> Result<String> {
+    file::abort(&resolve(to)?)
+}
+
 /// Receives the stream on `input` into `opts.to`.
 pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
-    // A symlink to an image file: receive into the image, keep the link. (Block devices keep the
-    // name given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.)
-    let resolved = match (std::fs::symlink_metadata(&opts.to), std::fs::metadata(&opts.to)) {
-        (Ok(l), Ok(m)) if l.file_type().is_symlink() && m.is_file() => {
-            std::fs::canonicalize(&opts.to).map_err(|e| Error::io(&opts.to, e))?
-        }
-        _ => opts.to.clone(),
-    };
+    let resolved = resolve(&opts.to)?;
     let to = &resolved;
     let meta = match std::fs::metadata(to) {
         Ok(m) => Some(m),
@@ -136,6 +158,13 @@ pub fn recv(input: RawFd, opts: &Options) -> Result<Summary> {
         Err(e) => return Err(Error::io(to, e)),
     };
     match &meta {
+        Some(m) if m.file_type().is_block_device() && opts.resumable => Err(RecvError::Resume {
+            target: to.clone(),
+            what: "recv -s keeps a partial state for file targets and LVs, not yet for a block device given \
+                   by --to; receive without -s"
+                .into(),
+        }
+        .into()),
         Some(m) if m.file_type().is_block_device() => {
             let mut sink = BlockSink::open_journaled(to, opts)?;
             apply(&mut sink, input, opts, to)

@@ -43,7 +43,7 @@ pub(super) fn play_back(path: &Path, j: &File, start: u64, ident: &Ident, target
 }
 
 /// The valid entries `(kind, offset, length, data position)`, up to the first torn one.
-fn scan(path: &Path, j: &File, start: u64) -> Result<Vec<(u32, u64, u64, u64)>> {
+pub(super) fn scan(path: &Path, j: &File, start: u64) -> Result<Vec<(u32, u64, u64, u64)>> {
     let flen = j.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut out = Vec::new();
     let mut at = start;

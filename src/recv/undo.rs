@@ -42,15 +42,28 @@ impl Undo {
         target: &File,
         restore: RestoreState,
         saving: &'static str,
+        arm: bool,
     ) -> Result<Undo> {
         let mut journal = Journal::create(jp, ident, old)?;
         let r = Arc::clone(&restore);
-        if let Err(e) = journal.arm(target, Box::new(move |old| r(old))) {
-            let _ = journal.commit();
-            return Err(e);
+        if arm {
+            if let Err(e) = journal.arm(target, Box::new(move |old| r(old))) {
+                let _ = journal.commit();
+                return Err(e);
+            }
         }
         Ok(Undo { journal, pending: Pending::default(), restore, saving })
     }
+
+    /// Continues the journal a resumable receive kept (not armed: an interrupted resumable receive
+    /// keeps its partial state).
+    pub fn resume(jp: &Path, ident: &Ident, what: &Path, restore: RestoreState, saving: &'static str) -> Result<Undo> {
+        let journal = Journal::reopen(jp, ident, what)?;
+        Ok(Undo { journal, pending: Pending::default(), restore, saving })
+    }
+
+    /// Leaves the journal as it is, for a later resumed receive (the held DATA must be flushed).
+    pub fn keep(self) {}
 
     pub fn path(&self) -> &Path {
         self.journal.path()

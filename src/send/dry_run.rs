@@ -24,6 +24,7 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
     let plan = Plan::new(pool, opts, source_size)?;
     let id = [0u8; 16];
     let mut header = plan.header(opts, &id);
+    super::resume::bind(opts, &mut header)?;
     let totals = plan.totals(&mut header)?;
     let format = match opts.format {
         StreamFormat::Native => "native",

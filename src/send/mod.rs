@@ -8,6 +8,7 @@
 mod copy;
 mod dry_run;
 mod plan;
+mod resume;
 mod steps;
 
 use std::fs::File;
@@ -86,6 +87,8 @@ pub struct Options {
     pub base_lvm: LvmIds,
     /// Send an incremental whose base is newer than the device (refused otherwise).
     pub allow_backward: bool,
+    /// `--resume TOKEN`: only what follows the token's checkpoint, after checking its identities.
+    pub resume: Option<crate::recv::token::Token>,
 }
 
 impl Default for Options {
@@ -103,6 +106,7 @@ impl Default for Options {
             source_lvm: LvmIds::default(),
             base_lvm: LvmIds::default(),
             allow_backward: false,
+            resume: None,
         }
     }
 }
@@ -194,6 +198,7 @@ impl Plan<'_> {
             source: self.identity(&self.right, &opts.source_lvm),
             base: self.left.as_ref().map(|l| self.identity(l, &opts.base_lvm)),
             data_bytes: None,
+            resume: None,
         }
     }
 
@@ -286,6 +291,7 @@ pub fn send_plan(
 ) -> Result<Totals> {
     let stream_id = random_id()?;
     let mut header = plan.header(opts, &stream_id);
+    resume::bind(opts, &mut header)?;
     let (totals, source_end) = plan.count(&mut header)?;
     if plan.known_volume_size().is_none() {
         warn(&format!(

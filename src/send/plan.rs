@@ -24,6 +24,8 @@ pub struct Plan<'a> {
     volume_size: Option<u64>,
     /// The steps, walked once by [`Plan::record`] so that later passes need no metadata.
     recorded: Option<Recorded>,
+    /// `send --resume`: the target offset the stream starts at (steps before it are not sent).
+    from: u64,
 }
 
 /// A plan's steps held in memory: the data-contiguous pieces and (LINBIT) the chunks over them.
@@ -88,7 +90,8 @@ impl<'a> Plan<'a> {
                 if opts.size.is_some() { " (--size too small)" } else { " (is --source the right device?)" }
             )));
         }
-        Ok(Plan { pool, left, right, g, format: opts.format, record_size, volume_size, recorded: None })
+        let from = super::resume::start_offset(opts);
+        Ok(Plan { pool, left, right, g, format: opts.format, record_size, volume_size, recorded: None, from })
     }
 
     /// The volume size the stream carries (0: unknown, a LINBIT stream without one).
@@ -118,10 +121,11 @@ impl<'a> Plan<'a> {
     }
 
     pub(crate) fn piece_steps(&self) -> Steps<'_> {
-        match &self.recorded {
+        let steps: Steps<'_> = match &self.recorded {
             Some(r) => Box::new(r.pieces.iter().copied().map(Ok)),
             None => pieces(self.pool, self.left.as_ref(), &self.right, self.g),
-        }
+        };
+        super::resume::clip(steps, self.from)
     }
 
     fn chunk_steps(&self) -> Steps<'_> {

@@ -222,6 +222,7 @@ mod tests {
             source: Identity::default(),
             base: None,
             data_bytes: Some(4096),
+            resume: None,
         };
         let start = w.start(&h);
         assert_eq!(&start[..8], &MAGIC);

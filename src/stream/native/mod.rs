@@ -129,6 +129,17 @@ pub struct Header {
     pub base: Option<Identity>,
     /// Total DATA payload bytes the stream carries (for progress; END must agree).
     pub data_bytes: Option<u64>,
+    /// A resumed stream: what follows the checkpoint of an interrupted receive (docs/STREAM.md §7).
+    pub resume: Option<Resume>,
+}
+
+/// The HEADER's `resume` object: this stream continues stream `of` from target offset `from_offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The interrupted stream's `stream_id`.
+    pub of: String,
+    /// Every DATA/UNMAP of this stream lies at or past this target offset.
+    pub from_offset: u64,
 }
 
 impl Header {
@@ -141,6 +152,14 @@ impl Header {
         }
         if self.block_size == 0 || self.block_size % 512 != 0 {
             return Err(format!("block_size {} is not a positive multiple of 512", self.block_size));
+        }
+        if let Some(r) = &self.resume {
+            if parse_stream_id(&r.of).is_none() {
+                return Err(format!("resume.of {:?} is not 32 hex digits", r.of));
+            }
+            if r.from_offset > self.volume_size {
+                return Err(format!("resume.from_offset {} is past the volume size", r.from_offset));
+            }
         }
         match (self.mode, &self.base) {
             (Mode::Incremental, None) => Err("incremental stream without a base identity".into()),

@@ -191,6 +191,8 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 hd.validate().map_err(|e| stream_error(at, format!("HEADER record: {e}")))?;
                 sink.start(&Start::new(Format::Native, Some(hd.clone()), None)).map_err(on_sink)?;
                 f.volume_size = Some(hd.volume_size);
+                // A resumed stream carries nothing before its checkpoint.
+                f.prev_end = hd.resume.as_ref().map_or(0, |r| r.from_offset);
                 header = Some(hd);
                 Record::Header { payload: h.length }
             }
