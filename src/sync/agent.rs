@@ -77,7 +77,8 @@ pub fn state(name: &str, pool: Option<&str>, dst: bool, features: Features) -> R
         Some(p) => pool_free(&vg, p)?,
         None => None,
     };
-    let resume_token = if dst && features.resume && lv.is_some() { resume_token(name)? } else { None };
+    // A partial receive may exist before the LV does (an interrupted first, full, receive).
+    let resume_token = if dst && features.resume { resume_token(name)? } else { None };
     Ok(SideState {
         version: env!("CARGO_PKG_VERSION").into(),
         stream_version: VERSION,
