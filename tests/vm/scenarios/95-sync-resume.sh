@@ -28,7 +28,11 @@ done
 sleep 0.3
 kill -KILL $pid
 wait $pid || true
-sleep 2    # the receiving side sees EOF and keeps its partial state
+# the receiving side sees EOF, keeps its partial state and exits (the staging LV is held until then)
+i=0
+while ps | grep -v grep | grep -q "thinsend-native recv"; do
+  i=$((i + 1)); [ $i -lt 600 ] || vmt_fail "the receiver of the killed run did not exit"; sleep 0.1
+done
 tok=$(thinsend-native recv --resume-token vgb/d) || vmt_fail "no partial state after the kill"
 echo "partial state kept, token $(echo "$tok" | cut -c1-40)..."
 lvs vgb/d > /dev/null 2>&1 && vmt_fail "the target exists before the END"
