@@ -15,7 +15,9 @@ field() { grep -o "\"$1\":[^,}]*" "$2" | head -1 | cut -d: -f2- | tr -d '"'; }
 lvcreate -q -V 128M -T vga/pool -n d
 vmt_pattern_write /dev/vga/d 0 30000 d 1      # ~117 MiB to send
 
-tsync --keep 2 --format json vga/d $H:vgb/d > killed.json 2> killed.err &
+# run directly (not through the tsync function) so that $! is the sync process itself
+thinsend-native sync --ssh-cmd "$VMT_SSH_CMD" --remote-bin "$VMT_REMOTE_BIN" --keep 2 --format json \
+  vga/d $H:vgb/d > killed.json 2> killed.err &
 pid=$!
 i=0; t=""
 while [ $i -lt 1200 ]; do
