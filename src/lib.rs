@@ -30,6 +30,7 @@ pub mod verify;
 pub mod compat;
 pub mod lvm;
 pub mod remote;
+pub mod sync;
 
 // The one JSON schema of every command's machine-readable output.
 pub mod report;

@@ -30,8 +30,7 @@ pub fn heal(c: &CompareArgs) -> Result<ExitCode, Error> {
     }
     let mut out = stdout();
     if c.json() {
-        serde_json::to_writer_pretty(&mut out, &h).map_err(|e| Error::Other(e.to_string()))?;
-        std::io::Write::write_all(&mut out, b"\n").map_err(|e| Error::io("<stdout>", e))?;
+        thinsend::report::write_line(&mut out, &super::verify::document("heal", &h)?)?;
     } else {
         print_report(&h.before, false, &mut out)?;
         let line = format!(

@@ -13,6 +13,7 @@ mod ls;
 mod recv;
 mod send;
 pub(crate) mod size;
+mod sync;
 mod verify;
 
 use std::process::ExitCode;
@@ -111,6 +112,13 @@ enum Cmd {
     /// an incremental `send` from it is accepted next. No common base needed.
     #[command(after_help = heal::EXAMPLES)]
     Heal(heal::HealArgs),
+    /// Replicate thin LVs to or from another host: snapshot SRC, send the incremental from the
+    /// newest snapshot both sides hold (by identity) through ssh, keep the received state as a
+    /// snapshot on DST, prune (--keep). -r for every thin LV of a VG or pool.
+    Sync(sync::SyncArgs),
+    /// Internal: what sync runs on each side (state, snapshot, mark, prune, rewind, list).
+    #[command(hide = true, name = "sync-agent")]
+    SyncAgent(sync::AgentArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -126,6 +134,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Manpages(a) => completions::man(a, command()),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Heal(a) => heal::run(a),
+        Cmd::Sync(a) => sync::run(a),
+        Cmd::SyncAgent(a) => sync::run_agent(a),
     }
 }
 

@@ -196,12 +196,20 @@ pub fn stats_line(r: &Report) {
     );
 }
 
+/// `v` as a `thinsend/1` document of type `kind` (docs/JSON.md): its fields after `schema` and `type`.
+pub fn document(kind: &str, v: &impl serde::Serialize) -> Result<serde_json::Value, Error> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => Ok(thinsend::report::document(kind, m)),
+        Ok(_) => Err(Error::Other(format!("{kind} report is not a JSON object"))),
+        Err(e) => Err(Error::Other(format!("JSON output: {e}"))),
+    }
+}
+
 /// The report on stdout: `equal`, or `differ` and one `OFFSET LENGTH` line per range.
 pub fn print_report(r: &Report, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let w = |e| Error::io("<stdout>", e);
     if json {
-        serde_json::to_writer_pretty(&mut *out, r).map_err(|e| Error::Other(e.to_string()))?;
-        return writeln!(out).map_err(w);
+        return thinsend::report::write_line(out, &document("verify", r)?);
     }
     if r.equal {
         return writeln!(out, "equal: {} bytes", r.source_size).map_err(w);

@@ -89,6 +89,12 @@ impl VgReport {
         let name = format!("{}/{lv}", self.vg);
         self.rows.iter().find(|r| r.lv_name == lv).map(|r| thin_from_row(r.clone(), &name)).transpose()
     }
+
+    /// Every thin LV of the VG (other LVs, such as pools, are left out); a garbled one is an error.
+    pub fn thin_lvs(&self) -> Result<Vec<ThinLv>, LvmError> {
+        let thin = |r: &&ThinRow| !r.pool_lv.is_empty() && !r.thin_id.is_empty();
+        self.rows.iter().filter(thin).map(|r| thin_from_row(r.clone(), &format!("{}/{}", self.vg, r.lv_name))).collect()
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
 //! LVM: typed `lvs` reports, the metadata-snapshot guard, LV send and receive. Commands run with
 //! argv lists (never a shell string). `send` and `recv` put LVM names on the streams.
 
-mod base;
+pub mod base;
 pub mod error;
 pub mod lvs;
 pub mod recv;

@@ -33,7 +33,8 @@ vm_secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}
 # bookworm-backports when the machine already has the backports qemu-utils (10.x), which Breaks
 # bookworm's qemu-system-common 7.2. We use a private apt configuration under $VM_CACHE/apt
 # (own sources, lists and archives) so /etc/apt is never modified.
-VM_PKGS=(qemu-system-x86 lvm2 dmsetup thin-provisioning-tools busybox-static kmod cpio lz4 gzip tar)
+VM_PKGS=(qemu-system-x86 lvm2 dmsetup thin-provisioning-tools busybox-static kmod cpio lz4 gzip tar
+         dropbear-bin openssh-client)
 
 vm_apt_setup() {
   [ -n "${VM_APTO+x}" ] && return 0
@@ -173,7 +174,8 @@ VM_MODULES="virtio_pci virtio_blk dm-thin-pool dm-snapshot crc32c_generic"
 vm_build_base_initramfs() {
   local key ir a t
   key=$( { echo "$VM_KV $VM_MODULES"
-           dpkg-query -W -f='${Package} ${Version}\n' lvm2 dmsetup thin-provisioning-tools busybox-static libc6 2>/dev/null
+           dpkg-query -W -f='${Package} ${Version}\n' lvm2 dmsetup thin-provisioning-tools busybox-static libc6 \
+             dropbear-bin openssh-client 2>/dev/null
            cat "$VM_LIB_DIR/lib.sh" "$VM_LIB_DIR/guest/init" "$VM_LIB_DIR/guest/lib.sh" "$VM_LIB_DIR/guest/lvm.conf"
          } | sha256sum | cut -c1-16)
   VM_BASE_CPIO=$VM_CACHE/initramfs-base-$key.cpio
@@ -193,6 +195,10 @@ vm_build_base_initramfs() {
            lvdisplay lvextend lvconvert lvrename vgdisplay pvdisplay lvscan vgscan pvscan; do
     ln -sf lvm "$ir/usr/sbin/$t"
   done
+  # An ssh server (dropbear) and OpenSSH's client for the sync scenarios (vmt_sshd in guest/lib.sh).
+  vm_copy_with_libs "$ir" /usr/sbin/dropbear /usr/sbin/dropbear
+  vm_copy_with_libs "$ir" /usr/bin/ssh /usr/bin/ssh
+  vm_copy_with_libs "$ir" /usr/bin/ssh-keygen /usr/bin/ssh-keygen
   # Kernel modules + dependencies (resolved with kmod against the unpacked tree), then depmod on
   # the initramfs tree so busybox modprobe works (LVM runs /sbin/modprobe for dm-snapshot).
   for m in $VM_MODULES; do

@@ -77,3 +77,30 @@ vmt_cleanup() {
   done
   dmsetup ls
 }
+
+# vmt_sshd: an ssh server (dropbear) on 127.0.0.1:2222 with a generated host key, root logging in
+# with a generated key. Sets VMT_SSH_CMD (an ssh command for --ssh-cmd / sync) and VMT_REMOTE_BIN
+# (a wrapper that runs thinsend-native with the guest's environment, since ssh starts commands in a
+# clean one).
+vmt_sshd() {
+  ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+  grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0:root:/root:/bin/sh' >> /etc/passwd
+  grep -q '^root:' /etc/group 2>/dev/null || echo 'root:x:0:' >> /etc/group
+  [ -f /etc/shells ] || printf '/bin/sh\n' > /etc/shells
+  mkdir -p /root/.ssh /etc/dropbear && chmod 700 /root /root/.ssh
+  [ -f /root/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519
+  cp /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
+  cat > /usr/local/bin/thinsend-remote <<'W'
+#!/bin/sh
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1 LVM_SUPPRESS_FD_WARNINGS=1
+exec /usr/local/bin/thinsend-native "$@"
+W
+  chmod 755 /usr/local/bin/thinsend-remote
+  dropbear -R -s -p 127.0.0.1:2222 -P /run/dropbear.pid || return 1
+  VMT_SSH_CMD="ssh -p 2222 -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+  VMT_REMOTE_BIN=/usr/local/bin/thinsend-remote
+  i=0; until $VMT_SSH_CMD root@127.0.0.1 true 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 50 ] || { echo "vmt_sshd: ssh to 127.0.0.1:2222 does not work" >&2; return 1; }; sleep 0.2
+  done
+  echo "ok: sshd (dropbear) on 127.0.0.1:2222, root key login works"
+}
