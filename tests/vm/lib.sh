@@ -14,8 +14,8 @@
 #   VM_SKIP_APT=1      never run apt (fail if something is missing)
 #   VM_ACCEL           auto|kvm|tcg (auto: KVM only with kvm_intel/kvm_amd; TCG otherwise)
 #   VM_MEM, VM_SMP     guest RAM in MiB (768) and vCPUs (1)
-#   VM_TIMEOUT         host-side limit for one boot in seconds (2400)
-#   VM_SCENARIO_TIMEOUT guest-side limit for one scenario in seconds (600)
+#   VM_TIMEOUT         host-side limit for one boot in seconds (4800)
+#   VM_SCENARIO_TIMEOUT guest-side limit for one scenario in seconds (1200)
 #   VM_DISK_SIZE       size of each of the two sparse pool disks, vda and vdb (4G)
 #   VM_OUT_SIZE        size of the sparse result disk, vdc (2G)
 #   VM_PVH=0           boot the bzImage instead of the extracted ELF vmlinux
@@ -279,7 +279,7 @@ vm_boot() {
   vm_log "booting qemu (accel=$accel, mem=${VM_MEM:-768}M, smp=${VM_SMP:-1}, kernel=$(basename "$VM_KERNEL"))"
   tb=$(date +%s.%N)
   set +e
-  timeout "${VM_TIMEOUT:-2400}" qemu-system-x86_64 "${acc[@]}" -m "${VM_MEM:-768}" -smp "${VM_SMP:-1}" \
+  timeout "${VM_TIMEOUT:-4800}" qemu-system-x86_64 "${acc[@]}" -m "${VM_MEM:-768}" -smp "${VM_SMP:-1}" \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$VM_KERNEL" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 loglevel=3 rdinit=/init mitigations=off" \
