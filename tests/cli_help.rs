@@ -11,8 +11,14 @@ mod cli;
 
 const BIN: &str = env!("CARGO_BIN_EXE_thinsend-native");
 
+/// The subcommands users see (hidden internal ones, e.g. `sync-agent`, get no examples or pages).
 fn subcommands() -> Vec<String> {
-    cli::command().get_subcommands().map(|s| s.get_name().to_string()).filter(|n| n != "help").collect()
+    cli::command()
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name().to_string())
+        .filter(|n| n != "help")
+        .collect()
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {

@@ -8,6 +8,7 @@ use super::{size_of, source_of, Options, StreamFormat, Totals};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::report;
+use crate::stream::native;
 
 fn w(e: std::io::Error) -> Error {
     Error::io("<stdout>", e)
@@ -36,22 +37,7 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
     let size = plan.known_volume_size();
     let zeros = plan.elides_zeros(opts);
     if json {
-        let mut head = serde_json::Map::new();
-        head.insert("format".into(), format.into());
-        head.insert("mode".into(), (if plan.incremental() { "incremental" } else { "full" }).into());
-        head.insert("block_size_bytes".into(), plan.g.bs.into());
-        head.insert("volume_size_bytes".into(), size.into());
-        head.insert("source".into(), report::identity(Some(&header.source)));
-        head.insert("base".into(), report::identity(header.base.as_ref()));
-        head.insert(
-            "data_path".into(),
-            serde_json::json!({
-                "zero_detect": zeros,
-                "compression": opts.data_path.compress.filter(|_| inline).map(|l| format!("zstd:{l}")),
-                "stream_bytes": if zeros || opts.data_path.compress.is_some() { "at most" } else { "exact" },
-            }),
-        );
-        let head = report::to_json(&report::document("dry_run", head))?;
+        let head = json_head(&plan, opts, &header, format, zeros)?;
         // Print the header fields, then stream the records, then the totals.
         write!(out, "{},\"records\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(w)?;
         let mut p = Print { out, json: true, first: true, inline, pending: None };
@@ -100,6 +86,27 @@ pub fn dry_run(pool: &Pool, opts: &Options, json: bool, out: &mut dyn Write) -> 
         }
     }
     Ok(totals)
+}
+
+/// The JSON document's fields before its records (docs/JSON.md, `dry_run`).
+fn json_head(plan: &Plan, opts: &Options, header: &native::Header, format: &str, zeros: bool) -> Result<String> {
+    let inline = opts.format == StreamFormat::Native;
+    let mut head = serde_json::Map::new();
+    head.insert("format".into(), format.into());
+    head.insert("mode".into(), (if plan.incremental() { "incremental" } else { "full" }).into());
+    head.insert("block_size_bytes".into(), plan.g.bs.into());
+    head.insert("volume_size_bytes".into(), plan.known_volume_size().into());
+    head.insert("source".into(), report::identity(Some(&header.source)));
+    head.insert("base".into(), report::identity(header.base.as_ref()));
+    head.insert(
+        "data_path".into(),
+        serde_json::json!({
+            "zero_detect": zeros,
+            "compression": opts.data_path.compress.filter(|_| inline).map(|l| format!("zstd:{l}")),
+            "stream_bytes": if zeros || opts.data_path.compress.is_some() { "at most" } else { "exact" },
+        }),
+    );
+    report::to_json(&report::document("dry_run", head))
 }
 
 struct Print<'w> {
