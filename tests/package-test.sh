@@ -106,7 +106,9 @@ DEBIAN_FRONTEND=noninteractive apt-get remove "${apt_opts[@]}" thinsend-native-l
 left=()
 while read -r f; do
   # Shared directories (/usr/bin, /usr/share/man/man1, ...) stay; our files and our own
-  # directories must not.
+  # directories must not. /lib, /bin, /sbin are the merged-/usr aliases (symlinks owned by the
+  # base system) that the units' path /lib/systemd/system goes through: not ours.
+  case $f in /lib | /lib64 | /bin | /sbin) continue ;; esac
   if [ -L "$f" ] || [ -f "$f" ]; then left+=("$f"); fi
   case $f in */doc/thinsend-native*) [ ! -e "$f" ] || left+=("$f") ;; esac
 done < <(cat "$out/files" "$out/files-compat")
