@@ -4,13 +4,15 @@
 //! one of the documents this project defines fails, so the schema and docs/JSON.md cannot drift
 //! from the writers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+#[path = "stream_common/mod.rs"]
+mod common;
+use common::run;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_thinsend-native");
 const POOLS: [&str; 7] = ["snapchain", "bigchunk", "manymap", "sparse128k", "fresh", "nodevs", "manydevs"];
 
 fn validator() -> jsonschema::Validator {
@@ -27,24 +29,6 @@ fn unpack(dir: &Path, name: &str) -> PathBuf {
     let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&src).unwrap());
     std::io::copy(&mut gz, &mut std::fs::File::create(&dst).unwrap()).unwrap();
     dst
-}
-
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
 }
 
 fn ok(args: &[&str], stdin: &[u8]) -> Output {
