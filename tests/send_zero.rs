@@ -145,3 +145,61 @@ fn bwlimit_paces_a_4_mib_send_at_2m_to_about_2_seconds() {
     stream(&pool, 1, None, &[]);
     assert!(t.elapsed().as_secs_f64() < 1.5, "unlimited");
 }
+
+/// (kind, offset, length, payload) of every record between HEADER and END.
+fn body_with_payloads(st: &[u8]) -> Vec<(u32, u64, u64, Vec<u8>)> {
+    let mut v = Vec::new();
+    let mut at = native::MAGIC.len();
+    while at < st.len() {
+        let hb: [u8; 40] = st[at..at + 40].try_into().unwrap();
+        let h = RecordHeader::decode(&hb).expect("sender wrote a valid header");
+        let n = if h.kind == native::KIND_UNMAP { 0 } else { h.length as usize };
+        let payload = st[at + 40..at + 40 + n].to_vec();
+        if h.kind == native::KIND_DATA {
+            assert_eq!(crc32c::crc32c(&payload), h.payload_crc, "DATA at {} checksum", h.offset);
+        }
+        v.push((h.kind, h.offset, h.length, payload));
+        at += 40 + n;
+    }
+    v[1..v.len() - 1].to_vec()
+}
+
+/// The default path (spliced through a private pipe, read once through `tee`) sends the records the
+/// buffered path writes, byte for byte, into a pipe, a regular file, an O_APPEND file (which cannot
+/// take a splice: the bytes are written instead and the pipe drained), and with splice and tee
+/// denied to the sender (the plain read): full with elided zero blocks, and incremental with UNMAP.
+#[test]
+fn the_spliced_path_sends_what_the_buffered_path_writes_into_every_kind_of_output() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(12, 80, 2));
+    zero_half(&pool);
+    let size_arg = (80 * BS).to_string();
+    for (id, base) in [(1, None), (2, Some(1))] {
+        let args = send_args(&pool, id, base, &["--size", &size_arg]);
+        let mut buffered = Command::new(BIN);
+        buffered.args(&args).env("THINSEND_COPY", "buffered");
+        let want = run_cmd(&mut buffered, b"");
+        assert!(want.status.success(), "{}", stderr(&want));
+        let want = body_with_payloads(&want.stdout);
+        assert!(want.iter().any(|r| r.0 == native::KIND_DATA));
+        let piped = body_with_payloads(&stream(&pool, id, base, &["--size", &size_arg]));
+        assert!(piped == want, "into a pipe: thin {id}");
+        for append in [false, true] {
+            let path = dir.path().join(format!("st-{id}-{append}"));
+            let f = std::fs::OpenOptions::new().create_new(true).write(true).append(append).open(&path).unwrap();
+            let st = Command::new(BIN).args(&args).stdout(f).output().unwrap();
+            assert!(st.status.success(), "{}", stderr(&st));
+            assert!(body_with_payloads(&std::fs::read(&path).unwrap()) == want, "into a file (append {append})");
+        }
+        let mut denied = Command::new(BIN);
+        denied.args(&args);
+        if deny_syscalls(&mut denied, &[libc::SYS_splice, libc::SYS_tee], libc::EINVAL) {
+            let st = run_cmd(&mut denied, b"");
+            assert!(st.status.success(), "{}", stderr(&st));
+            assert!(body_with_payloads(&st.stdout) == want, "splice denied: thin {id}");
+        }
+    }
+}

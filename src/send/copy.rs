@@ -174,7 +174,7 @@ impl Sender<'_, '_> {
     fn data_record(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
         let n = len as usize;
         match self.mode {
-            CopyMode::SpliceAfterRead | CopyMode::Buffered => {
+            CopyMode::SpliceAfterRead | CopyMode::Buffered | CopyMode::BufferedWrite => {
                 self.buf.resize(n, 0);
                 self.src.read_at(&mut self.buf[..n], src)?;
                 let crc = crc32c::crc32c(&self.buf[..n]);

@@ -11,6 +11,7 @@ mod copy;
 mod dry_run;
 mod out;
 mod pace;
+mod piped;
 mod pipeline;
 mod plan;
 mod resume;
@@ -54,10 +55,13 @@ pub struct LvmIds {
 /// How native DATA payloads reach the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CopyMode {
-    /// Read once into reused buffers by a reader thread (one per core when compressing), checked for
-    /// zero blocks, checksummed and compressed there, written from there by a writer thread.
+    /// Read once by a reader thread (one per core when compressing), checked for zero blocks,
+    /// checksummed and compressed there; uncompressed bytes go into the stream by splice from a
+    /// private pipe they were read through (`piped`), compressed ones are written by a writer thread.
     #[default]
     Buffered,
+    /// As `Buffered`, but uncompressed bytes are written from the buffer too (kept for benchmarks).
+    BufferedWrite,
     /// pread into a buffer for the crc, then splice the same range from the source (reads twice; no
     /// zero elision, no compression: kept for benchmarks).
     SpliceAfterRead,
@@ -69,12 +73,13 @@ pub enum CopyMode {
 }
 
 impl CopyMode {
-    /// `THINSEND_COPY=splice|readwrite|tee` picks an older mode (for benchmarks).
+    /// `THINSEND_COPY=splice|readwrite|tee|buffered` picks an older mode (for benchmarks).
     pub fn from_env() -> Self {
         match std::env::var("THINSEND_COPY").as_deref() {
             Ok("splice") => CopyMode::SpliceAfterRead,
             Ok("readwrite") => CopyMode::ReadWrite,
             Ok("tee") => CopyMode::Tee,
+            Ok("buffered") => CopyMode::BufferedWrite,
             _ => CopyMode::Buffered,
         }
     }
@@ -265,7 +270,8 @@ impl Plan<'_> {
 
     /// Whether the send reads DATA into buffers (the native default): zero elision and compression.
     fn buffered(&self, opts: &Options) -> bool {
-        self.format == StreamFormat::Native && (opts.copy == CopyMode::Buffered || opts.data_path.compress.is_some())
+        self.format == StreamFormat::Native
+            && (matches!(opts.copy, CopyMode::Buffered | CopyMode::BufferedWrite) || opts.data_path.compress.is_some())
     }
 
     fn elides_zeros(&self, opts: &Options) -> bool {
@@ -365,6 +371,7 @@ pub fn send_plan(
             incremental: plan.incremental(),
             zero_grain: opts.data_path.zero_detect.then(|| plan.g.bs.min(plan.record_size)),
             level: opts.data_path.compress,
+            splice: opts.copy == CopyMode::Buffered,
         };
         let mut enc = native::Encoder::new(header, stream_id);
         pipeline::run(plan, &src, cfg, &mut enc, &mut out, &mut progress)

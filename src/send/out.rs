@@ -127,6 +127,29 @@ impl Out {
         Ok(())
     }
 
+    /// Splices up to `n` bytes from the pipe `from` into the stream (paced) and returns how many
+    /// went. Fewer than `n` only when the output cannot take a splice (a terminal, an O_APPEND
+    /// file): the caller writes the rest itself, and every later call returns 0 at once.
+    pub(crate) fn splice_from(&mut self, from: RawFd, n: usize) -> Result<usize> {
+        let mut done = 0;
+        while done < n && !self.no_splice {
+            let want = self.pace.as_ref().map_or(n - done, |p| (n - done).min(p.chunk()));
+            match sys::splice(from, None, self.fd, None, want) {
+                Ok(0) => return Err(out_error(std::io::ErrorKind::WriteZero.into())),
+                Ok(k) => {
+                    if let Some(p) = &mut self.pace {
+                        p.take(k);
+                    }
+                    done += k;
+                    self.bytes += k as u64;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.no_splice = true,
+                Err(e) => return Err(out_error(e)),
+            }
+        }
+        Ok(done)
+    }
+
     /// Splice `src[off..off+len]` to the output. Errors carry the bytes done before them
     /// (`u64::MAX` marks a source-side error).
     fn splice(&mut self, src: &Source, off: u64, len: u64) -> std::result::Result<(), (u64, std::io::Error)> {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use super::copy::{Readahead, Source};
 use super::internal;
 use super::out::Out;
+use super::piped::{Passer, Pipe};
 use super::plan::{Emit, Plan};
 use super::zero::{runs, Run};
 use crate::error::{Error, Result};
@@ -31,6 +32,9 @@ pub(crate) struct Config {
     pub zero_grain: Option<u64>,
     /// zstd level, or no compression.
     pub level: Option<i32>,
+    /// Uncompressed DATA goes from the source into the stream by splice, read once through `tee`
+    /// for the zero check and the checksum (see `piped`); off: written from the buffer.
+    pub splice: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +76,9 @@ struct Slot {
     runs: Vec<Run>,
     /// Source bytes the job read.
     source: u64,
+    /// The job's bytes wait in this pipe too (`piped`), for the writer to splice on.
+    pipe: Option<Pipe>,
+    piped: bool,
 }
 
 enum Msg {
@@ -183,11 +190,13 @@ fn worker(
     free: &Mutex<Receiver<Slot>>,
     done: &Sender<Msg>,
 ) {
+    // The worker's side of the tee, made at its first piped job.
+    let mut via = None;
     loop {
         // A slot first, then a job: see the module comment.
         let Some(slot) = free.lock().ok().and_then(|f| f.recv().ok()) else { return };
         let Some((idx, job)) = jobs.lock().ok().and_then(|j| j.recv().ok()) else { return };
-        let r = prepare(src, cfg, packer.as_mut(), slot, job);
+        let r = prepare(src, cfg, packer.as_mut(), slot, job, &mut via);
         if done.send(Msg::Done(idx, r)).is_err() {
             return;
         }
@@ -195,10 +204,18 @@ fn worker(
 }
 
 /// Reads a job's bytes and makes its records: zero runs elided (or UNMAP), the rest DATA or ZDATA.
-fn prepare(src: &Source, cfg: Config, packer: Option<&mut Packer>, mut slot: Slot, job: Job) -> Result<Slot> {
+fn prepare(
+    src: &Source,
+    cfg: Config,
+    packer: Option<&mut Packer>,
+    mut slot: Slot,
+    job: Job,
+    via: &mut Option<Pipe>,
+) -> Result<Slot> {
     slot.parts.clear();
     slot.z.clear();
     slot.source = 0;
+    slot.piped = false;
     let (offset, len, at) = match job {
         Job::Unmap { offset, len } => {
             slot.parts.push(Part::Unmap { offset, len });
@@ -210,7 +227,12 @@ fn prepare(src: &Source, cfg: Config, packer: Option<&mut Packer>, mut slot: Slo
     if slot.raw.len() < n {
         slot.raw.resize(n, 0);
     }
-    src.read_at(&mut slot.raw[..n], at)?;
+    if cfg.splice && cfg.level.is_none() {
+        slot.piped = fill_piped(src, &mut slot, n, at, via)?;
+    }
+    if !slot.piped {
+        src.read_at(&mut slot.raw[..n], at)?;
+    }
     slot.source = len;
     let Slot { raw, z, parts, runs: rs, .. } = &mut slot;
     match cfg.zero_grain {
@@ -242,6 +264,20 @@ fn prepare(src: &Source, cfg: Config, packer: Option<&mut Packer>, mut slot: Slo
     Ok(slot)
 }
 
+/// Reads the job's `n` bytes at `at` into the slot's buffer through its pipe; false: not done.
+fn fill_piped(src: &Source, slot: &mut Slot, n: usize, at: u64, via: &mut Option<Pipe>) -> Result<bool> {
+    const WANT: usize = 1 << 20;
+    let pipe = match &mut slot.pipe {
+        Some(p) => p,
+        p => p.insert(Pipe::new(WANT.max(n))?),
+    };
+    let via = match via {
+        Some(v) => v,
+        v => v.insert(Pipe::new(WANT)?),
+    };
+    pipe.fill(src, at, &mut slot.raw[..n], via)
+}
+
 /// The writer thread: prepared jobs in stream order, framed and written; END once the walk finished
 /// and every job was written.
 fn write_all(
@@ -255,6 +291,7 @@ fn write_all(
     out.write(&enc.start())?;
     let mut held: BTreeMap<u64, Result<Slot>> = BTreeMap::new();
     let (mut next, mut total) = (0u64, None);
+    let mut passer = Passer::new();
     for m in done {
         match m {
             Msg::Done(idx, r) => {
@@ -263,10 +300,8 @@ fn write_all(
             Msg::Finished(n) => total = Some(n),
         }
         while let Some(r) = held.remove(&next) {
-            let slot = r?;
-            for p in &slot.parts {
-                write_part(enc, out, &slot, p)?;
-            }
+            let mut slot = r?;
+            write_slot(enc, out, &mut slot, &mut passer)?;
             progress.add(slot.source);
             consumed.fetch_add(slot.source, Ordering::Relaxed);
             let _ = free.send(slot);
@@ -284,15 +319,40 @@ fn write_all(
     }
 }
 
-fn write_part(enc: &mut Encoder, out: &mut Out, slot: &Slot, p: &Part) -> Result<()> {
+/// A slot's records, in order; a piped slot's DATA spliced from its pipe, the bytes between them
+/// (elided zero runs) dropped.
+fn write_slot(enc: &mut Encoder, out: &mut Out, slot: &mut Slot, passer: &mut Passer) -> Result<()> {
+    let Slot { parts, pipe, piped, raw, z, .. } = slot;
+    let pipe = match pipe {
+        Some(p) if *piped => Some(p),
+        _ => None,
+    };
+    let Some(pipe) = pipe else {
+        return parts.iter().try_for_each(|p| write_part(enc, out, raw, z, p));
+    };
+    let mut pos = 0;
+    for p in parts.iter() {
+        if let Part::Data { offset, at, len, crc } = *p {
+            passer.drop_bytes(pipe, at - pos)?;
+            out.write(&enc.data(offset, len as u64, crc))?;
+            passer.pass(pipe, out, &raw[at..at + len])?;
+            pos = at + len;
+        } else {
+            write_part(enc, out, raw, z, p)?;
+        }
+    }
+    passer.empty(pipe)
+}
+
+fn write_part(enc: &mut Encoder, out: &mut Out, raw: &[u8], z: &[u8], p: &Part) -> Result<()> {
     match *p {
         Part::Data { offset, at, len, crc } => {
             let h = enc.data(offset, len as u64, crc);
-            out.write_record(&h, &slot.raw[at..at + len])
+            out.write_record(&h, &raw[at..at + len])
         }
         Part::ZData { offset, len, at, wire, crc } => {
             let h = enc.zdata(offset, len, wire as u64, crc);
-            out.write_record(&h, &slot.z[at..at + wire])
+            out.write_record(&h, &z[at..at + wire])
         }
         Part::Unmap { offset, len } => {
             let h = enc.unmap(offset, len);
