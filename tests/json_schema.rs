@@ -147,6 +147,13 @@ fn stream_commands_match_the_schema() {
                 let doc = valid(&v, &format!("{what} inspect {extra:?}"), &ins.stdout);
                 assert_eq!(doc["summary"]["stream_bytes"], plan["totals"]["stream_bytes"], "{what}");
             }
+            if format == "native" {
+                let z = ok(&[&args[..], &["--compress", "zstd:1", "--quiet"]].concat(), b"").stdout;
+                let doc =
+                    valid(&v, &format!("{what} compressed inspect"), &ok(&["inspect", "--format", "json"], &z).stdout);
+                let zdata = doc["records"].as_array().unwrap().iter().filter(|r| r["kind"] == "zdata").count();
+                assert!(zdata > 0, "{what}: no ZDATA listed");
+            }
             if base.is_none() {
                 let target = dir.path().join(format!("{format}.img"));
                 let args = ["recv", "--to", target.to_str().unwrap(), "--format", "json", "--progress=json"];

@@ -96,6 +96,15 @@ fn compressed_streams_round_trip_with_raw_data_where_records_do_not_shrink() {
     }
     let out = run(&["inspect", "--verify"], &z);
     assert!(out.status.success(), "inspect: {}", stderr(&out));
+    // The listing names ZDATA with its target and wire lengths (text and JSON).
+    let (zat, zh) = recs.iter().find(|r| r.1.kind == native::KIND_ZDATA).unwrap();
+    let text = String::from_utf8(run(&["inspect"], &z).stdout).unwrap();
+    let line = format!("@{zat} ZDATA  offset={} length={} compressed={}", zh.offset, h_len(&z[zat + 40..]), zh.length);
+    assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    let json: serde_json::Value = serde_json::from_slice(&run(&["inspect", "--format", "json"], &z).stdout).unwrap();
+    let listed = json["records"].as_array().unwrap().iter().find(|r| r["at"] == *zat as u64).unwrap().clone();
+    assert_eq!(listed["kind"], "zdata");
+    assert_eq!(listed["payload_bytes"], zh.length);
     // The dry run says what it cannot know.
     let out = run(&refs(&send_args(&pool, 1, None, &["--size", &size, "--compress", "zstd:5", "--dry-run"])), b"");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -95,6 +95,9 @@ impl Sink for Inspect<'_> {
             Record::Data { offset, length } | Record::Unmap { offset, length } => {
                 writeln!(self.out, "@{at} {k:<6} offset={offset} length={length}")
             }
+            Record::ZData { offset, length, payload } => {
+                writeln!(self.out, "@{at} {k:<6} offset={offset} length={length} compressed={payload}")
+            }
             Record::Header { payload } => writeln!(self.out, "@{at} {k:<6} payload={payload}"),
             Record::Optional { code, length } => {
                 writeln!(self.out, "@{at} {k:<6} code={code:#x} length={length} (skipped)")

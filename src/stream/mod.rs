@@ -100,6 +100,13 @@ pub enum Record {
         offset: u64,
         length: u64,
     },
+    /// Native ZDATA: `length` target bytes at `offset`, `payload` bytes on the wire.
+    #[serde(rename = "zdata")]
+    ZData {
+        offset: u64,
+        length: u64,
+        payload: u64,
+    },
     Unmap {
         offset: u64,
         length: u64,
@@ -125,6 +132,7 @@ impl Record {
             Record::Header { .. } => Some(RecordKind::Header),
             Record::Begin => Some(RecordKind::Begin),
             Record::Data { .. } => Some(RecordKind::Data),
+            Record::ZData { .. } => Some(RecordKind::ZData),
             Record::Unmap { .. } => Some(RecordKind::Unmap),
             Record::VolumeSize { .. } => Some(RecordKind::VolumeSize),
             Record::Optional { .. } => None,

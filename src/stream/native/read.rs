@@ -224,7 +224,7 @@ pub(crate) fn read_records(input: &mut Input, sink: &mut dyn Sink) -> Result<Sum
                 sink.data(h.offset, bytes).map_err(on_sink)?;
                 s.data_records += 1;
                 s.data_bytes += length;
-                Record::Data { offset: h.offset, length }
+                Record::ZData { offset: h.offset, length, payload: h.length }
             }
             Some(RecordKind::Unmap) => {
                 sink.unmap(h.offset, h.length).map_err(on_sink)?;
