@@ -18,12 +18,28 @@ pub struct Slots {
     pub(crate) journal: Option<Undo>,
     pub(crate) start: Option<Start>,
     pub(crate) progress: Progress,
+    /// Progress counts the volume position reached past this offset, not DATA bytes: a native
+    /// stream whose HEADER has no DATA total (zero blocks elided, compression).
+    by_position: Option<u64>,
     pub(crate) error: Option<String>,
 }
 
 impl Slots {
     pub(crate) fn new(progress: Progress) -> Self {
-        Slots { journal: None, start: None, progress, error: None }
+        Slots { journal: None, start: None, progress, by_position: None, error: None }
+    }
+
+    /// Progress for a record covering `[offset, offset+len)` of the target.
+    fn advance(&mut self, offset: u64, len: u64) {
+        match self.by_position {
+            Some(from) => {
+                let reached = offset.saturating_add(len).saturating_sub(from);
+                if let Some(more) = reached.checked_sub(self.progress.done()).filter(|m| *m > 0) {
+                    self.progress.add(more);
+                }
+            }
+            None => self.progress.add(len),
+        }
     }
 }
 
@@ -40,8 +56,16 @@ pub trait Target {
 impl<T: Target> Sink for T {
     fn start(&mut self, start: &Start) -> Result<()> {
         let _w = writing();
-        if let Some(d) = start.header.as_ref().and_then(|h| h.data_bytes) {
-            self.slots().progress.set_total(d);
+        if let Some(h) = &start.header {
+            let s = self.slots();
+            match h.data_bytes {
+                Some(d) => s.progress.set_total(d),
+                None => {
+                    let from = h.resume.as_ref().map_or(0, |r| r.from_offset);
+                    s.by_position = Some(from);
+                    s.progress.set_total(h.volume_size.saturating_sub(from));
+                }
+            }
         }
         let r = self.begin_stream(start);
         let s = self.slots();
@@ -53,7 +77,7 @@ impl<T: Target> Sink for T {
         let _w = writing();
         let r = self.put(offset, bytes);
         let s = self.slots();
-        s.progress.add(bytes.len() as u64);
+        s.advance(offset, bytes.len() as u64);
         track(&mut s.error, r)
     }
 
@@ -65,19 +89,26 @@ impl<T: Target> Sink for T {
         track(&mut self.slots().error, r)
     }
 
-    fn spliced(&mut self, _offset: u64, len: u64) {
-        self.slots().progress.add(len);
+    fn spliced(&mut self, offset: u64, len: u64) {
+        self.slots().advance(offset, len);
     }
 
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
         let _w = writing();
         let r = self.zero(offset, len);
-        track(&mut self.slots().error, r)
+        let s = self.slots();
+        s.advance(offset, len);
+        track(&mut s.error, r)
     }
 
     fn finish(&mut self, _summary: &Summary) -> Result<()> {
         let _w = writing();
         let r = self.complete();
-        track(&mut self.slots().error, r)
+        let s = self.slots();
+        // By position, the stream's end is the volume's end (a full stream leaves trailing gaps out).
+        if let Some(size) = s.start.as_ref().and_then(|st| st.header.as_ref()).map(|h| h.volume_size) {
+            s.advance(size, 0);
+        }
+        track(&mut s.error, r)
     }
 }

@@ -113,6 +113,11 @@ impl Progress {
         self.total = Some(total);
     }
 
+    /// Bytes done so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
     pub fn enabled(&self) -> bool {
         self.enabled
     }
