@@ -203,3 +203,44 @@ fn the_spliced_path_sends_what_the_buffered_path_writes_into_every_kind_of_outpu
         }
     }
 }
+
+/// From a block device (read `O_DIRECT`, several reads in flight) the records are those read from
+/// a file with the same bytes, and those read buffered from the device: full with elided zero
+/// blocks, and incremental.
+#[test]
+fn a_block_device_source_read_direct_sends_what_a_file_source_sends() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(13, 80, 2));
+    zero_half(&pool);
+    let size = 80 * BS;
+    let size_arg = size.to_string();
+    for (id, base) in [(1, None), (2, Some(1))] {
+        let vol = dir.path().join(format!("vol{id}"));
+        std::fs::write(&vol, image_now(&pool, pool.dev(id), size)).unwrap();
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(&vol).output();
+        let Some(dev) = out.ok().filter(|o| o.status.success()) else {
+            eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
+            return;
+        };
+        let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
+        let args = |src: &Path| send_args(&pool, id, base, &["--size", &size_arg, "--source", s(src)]);
+        let from_file = run(&refs(&args(&vol)), b"");
+        let mut direct = Command::new(BIN);
+        direct.args(args(&dev));
+        let from_dev = run_cmd(&mut direct, b"");
+        let mut buffered = Command::new(BIN);
+        buffered.args(args(&dev)).env("THINSEND_DIRECT", "0");
+        let from_dev_buffered = run_cmd(&mut buffered, b"");
+        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+        for o in [&from_file, &from_dev, &from_dev_buffered] {
+            assert!(o.status.success(), "{}", stderr(o));
+        }
+        let want = body_with_payloads(&from_file.stdout);
+        assert!(want.iter().any(|r| r.0 == native::KIND_DATA));
+        assert!(body_with_payloads(&from_dev.stdout) == want, "O_DIRECT from the device: thin {id}");
+        assert!(body_with_payloads(&from_dev_buffered.stdout) == want, "buffered from the device: thin {id}");
+    }
+}

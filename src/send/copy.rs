@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 use super::out::{out_error, Out};
@@ -20,6 +20,8 @@ use crate::stream::RecordWriter;
 /// The data source, opened read-only.
 pub(crate) struct Source {
     file: File,
+    /// The same block device opened `O_DIRECT` (see [`Source::direct`]).
+    direct: Option<File>,
     path: PathBuf,
     what: &'static str,
     bs: u64,
@@ -29,11 +31,20 @@ pub(crate) struct Source {
 impl Source {
     pub(crate) fn open(path: &Path, what: &'static str, bs: u64, from_thin: bool) -> Result<Self> {
         // A FIFO or character device would block in open or never end: refused at once.
-        let (file, _) = crate::block::open_file_or_block_device(path, false)?;
+        let (file, meta) = crate::block::open_file_or_block_device(path, false)?;
         // Ranges are scattered in an incremental send: the kernel's own readahead would read
         // around them. [`Readahead`] asks for exactly the ranges that will be read.
         let _ = sys::fadvise(file.as_raw_fd(), 0, 0, sys::Advice::Random);
-        Ok(Source { file, path: path.to_path_buf(), what, bs, from_thin })
+        let direct = if meta.file_type().is_block_device() { reopen_direct(&file, &meta) } else { None };
+        Ok(Source { file, direct, path: path.to_path_buf(), what, bs, from_thin })
+    }
+
+    /// The source opened `O_DIRECT`: a block device (an LV) is read straight into the send's
+    /// buffers, without filling and then evicting the page cache, with several reads in flight.
+    /// `None` for files (their cache is worth using), when asked (`THINSEND_DIRECT=0`), or where
+    /// the device refuses it.
+    pub(crate) fn direct(&self) -> Option<&File> {
+        self.direct.as_ref()
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -54,6 +65,19 @@ impl Source {
     pub(crate) fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
         self.file.read_exact_at(buf, off).map_err(|e| self.read_error(off, e))
     }
+}
+
+/// `file` (a block device) opened again with `O_DIRECT` through its `/proc/self/fd` link, so it is
+/// the same device even if the path changed meanwhile; `None` if that fails or is turned off.
+fn reopen_direct(file: &File, meta: &std::fs::Metadata) -> Option<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    if std::env::var("THINSEND_DIRECT").as_deref() == Ok("0") {
+        return None;
+    }
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT | libc::O_CLOEXEC).open(link).ok()?;
+    let same = f.metadata().ok().is_some_and(|m| m.rdev() == meta.rdev() && m.file_type().is_block_device());
+    same.then_some(f)
 }
 
 /// Source ranges in the order the send reads them, walked ahead of the send by a second planner
@@ -81,6 +105,12 @@ const PREFETCH_PIECE: u64 = 16 << 20;
 impl<'a> Readahead<'a> {
     pub(crate) fn new(fd: RawFd, ahead: Steps<'a>) -> Self {
         Readahead { fd, ahead, prefetched: 0, consumed: 0, pending: VecDeque::new(), done: false }
+    }
+
+    /// Turned off, it prefetches and drops nothing.
+    pub(crate) fn on(mut self, on: bool) -> Self {
+        self.done |= !on;
+        self
     }
 
     /// Before reading the next `len` source bytes.

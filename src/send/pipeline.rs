@@ -7,6 +7,7 @@
 //! unfinished job always has a slot and the writer, which holds the later ones, always progresses.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -98,6 +99,8 @@ pub(crate) fn run(
 ) -> Result<Counts> {
     let workers = match cfg.level {
         Some(_) => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16),
+        // Direct reads wait for the device: several in flight keep it busy.
+        None if src.direct().is_some() => DIRECT_READS,
         None => 1,
     };
     let packers = (0..workers)
@@ -112,7 +115,8 @@ pub(crate) fn run(
     }
     let (job_rx, free_rx) = (Arc::new(Mutex::new(job_rx)), Arc::new(Mutex::new(free_rx)));
     let consumed = AtomicU64::new(0);
-    let mut ra = Readahead::new(src.fd(), plan.piece_steps());
+    // Direct reads bypass the page cache: nothing to prefetch or drop.
+    let mut ra = Readahead::new(src.fd(), plan.piece_steps()).on(src.direct().is_none());
     let r = std::thread::scope(|s| {
         for packer in packers {
             let (job_rx, free_rx, done_tx) = (job_rx.clone(), free_rx.clone(), done_tx.clone());
@@ -141,6 +145,9 @@ pub(crate) fn run(
     ra.finish();
     r
 }
+
+/// Reads in flight from a block device opened `O_DIRECT`.
+const DIRECT_READS: usize = 4;
 
 const STOPPED: &str = "internal error: the send stopped before its end";
 
@@ -224,19 +231,11 @@ fn prepare(
         Job::Data { offset, len, src } => (offset, len, src),
     };
     let n = usize::try_from(len).map_err(|_| internal("record larger than memory"))?;
-    if slot.raw.len() < n {
-        slot.raw.resize(n, 0);
-    }
-    if cfg.splice && cfg.level.is_none() {
-        slot.piped = fill_piped(src, &mut slot, n, at, via)?;
-    }
-    if !slot.piped {
-        src.read_at(&mut slot.raw[..n], at)?;
-    }
+    let base = read_job(src, cfg, &mut slot, n, at, via)?;
     slot.source = len;
     let Slot { raw, z, parts, runs: rs, .. } = &mut slot;
     match cfg.zero_grain {
-        Some(g) => runs(offset, &raw[..n], g, rs),
+        Some(g) => runs(offset, &raw[base..base + n], g, rs),
         None => {
             rs.clear();
             rs.push(Run { at: 0, len: n, zero: false });
@@ -251,17 +250,59 @@ fn prepare(
             }
             continue;
         }
-        let bytes = &raw[r.at..r.at + r.len];
+        let bytes = &raw[base + r.at..base + r.at + r.len];
         let zat = z.len();
         match packer.as_mut().and_then(|p| p.pack(bytes, z)) {
             Some(wire) => {
                 let crc = crc32c::crc32c(&z[zat..zat + wire]);
                 parts.push(Part::ZData { offset: o, len: r.len as u64, at: zat, wire, crc });
             }
-            None => parts.push(Part::Data { offset: o, at: r.at, len: r.len, crc: crc32c::crc32c(bytes) }),
+            None => parts.push(Part::Data { offset: o, at: base + r.at, len: r.len, crc: crc32c::crc32c(bytes) }),
         }
     }
     Ok(slot)
+}
+
+/// Reads the job's `n` source bytes at `at` into the slot (`O_DIRECT`, through its pipe, or plainly);
+/// returns where in `raw` they start.
+fn read_job(src: &Source, cfg: Config, slot: &mut Slot, n: usize, at: u64, via: &mut Option<Pipe>) -> Result<usize> {
+    if let Some(base) = read_direct(src, &mut slot.raw, n, at)? {
+        return Ok(base);
+    }
+    if slot.raw.len() < n {
+        slot.raw.resize(n, 0);
+    }
+    if cfg.splice && cfg.level.is_none() {
+        slot.piped = fill_piped(src, slot, n, at, via)?;
+    }
+    if !slot.piped {
+        src.read_at(&mut slot.raw[..n], at)?;
+    }
+    Ok(0)
+}
+
+/// `O_DIRECT` wants the buffer, offset and length aligned to the device's logical block size.
+const ALIGN: usize = 4096;
+
+/// Reads into the first `ALIGN`-aligned stretch of `raw` from the source's `O_DIRECT` descriptor;
+/// `None`: not done (no such descriptor, an unaligned range, or the device refused it).
+fn read_direct(src: &Source, raw: &mut Vec<u8>, n: usize, at: u64) -> Result<Option<usize>> {
+    let Some(f) = src.direct() else { return Ok(None) };
+    if at % ALIGN as u64 != 0 || n % ALIGN != 0 {
+        return Ok(None);
+    }
+    if raw.len() < n + ALIGN {
+        raw.resize(n + ALIGN, 0);
+    }
+    let base = raw.as_ptr().align_offset(ALIGN);
+    if base >= ALIGN {
+        return Ok(None);
+    }
+    match f.read_exact_at(&mut raw[base..base + n], at) {
+        Ok(()) => Ok(Some(base)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(src.read_error(at, e)),
+    }
 }
 
 /// Reads the job's `n` bytes at `at` into the slot's buffer through its pipe; false: not done.
