@@ -35,8 +35,19 @@ pub struct Outcome {
 }
 
 /// Plays `spec` (from `file`, for messages) and returns the pool in its final, committed state.
-pub fn play(spec: &Spec, file: &str, seed: u64, sink: &mut dyn Sink) -> Result<Pool> {
+/// With `spill` (the image's temporary file and the image's path), bulk-built nodes go to that
+/// file at once and memory stays bounded (see [`crate::tm::Tm::spill_to`]).
+pub fn play(
+    spec: &Spec,
+    file: &str,
+    seed: u64,
+    sink: &mut dyn Sink,
+    spill: Option<(tempfile::NamedTempFile, &Path)>,
+) -> Result<Pool> {
     let mut pool = Pool::format(spec.pool.data_block_size, spec.pool.nr_data_blocks);
+    if let Some((tmp, out)) = spill {
+        pool.tm.spill_to(tmp, out)?;
+    }
     let mut rng = Rng::new(seed);
     for (line, op) in &spec.ops {
         let at = |e: Error| match e {
@@ -136,9 +147,10 @@ pub fn generate_str(text: &str, file: &str, out: &Path, opts: &Options) -> Resul
     let mut record = Record::default();
     let mut none = NoData;
     let recorder: &mut dyn Sink = if opts.record_fills { &mut record } else { &mut none };
+    let spill = Some((image::temp_file(out)?, out));
     let mut pool = match data.as_mut() {
-        Some((_, sink)) => play(&spec, file, seed, &mut Both(sink, recorder))?,
-        None => play(&spec, file, seed, recorder)?,
+        Some((_, sink)) => play(&spec, file, seed, &mut Both(sink, recorder), spill)?,
+        None => play(&spec, file, seed, recorder, spill)?,
     };
     let sb = pool.sb_state();
     let image = image::write_image(&mut pool.tm, &sb, nr_blocks, out)?;

@@ -218,8 +218,8 @@ impl Restorer {
                 (d.0, v)
             })
             .collect();
-        let top_root = self.tm.build_tree(Tree::Top, &tops);
-        let details_root = self.tm.build_tree(Tree::Details, &details);
+        let top_root = self.tm.build_tree(Tree::Top, &tops)?;
+        let details_root = self.tm.build_tree(Tree::Details, &details)?;
         Ok(SbState { flags, version, time, trans_id, data_block_size, top_root, details_root, held: None })
     }
 
@@ -375,7 +375,7 @@ impl Restorer {
         if !empty {
             self.mappings(t, "device", true, &mut units)?;
         }
-        let (root, count) = self.build_device(units);
+        let (root, count) = self.build_device(units)?;
         if count != mapped {
             self.warnings.push(format!(
                 "device {id}: mapped_blocks=\"{mapped}\" corrected to {count}, the number of its mappings"
@@ -400,7 +400,7 @@ impl Restorer {
     }
 
     /// Builds a device's tree; returns (root, number of mappings).
-    fn build_device(&mut self, mut units: Vec<Unit>) -> (u64, u64) {
+    fn build_device(&mut self, mut units: Vec<Unit>) -> Result<(u64, u64)> {
         loop {
             // Merge neighbouring own units.
             let mut merged: Vec<Unit> = Vec::with_capacity(units.len());
@@ -462,7 +462,7 @@ impl Restorer {
                 }
             }
         }
-        (self.tm.build_over(Tree::Bottom, leaves), count)
+        Ok((self.tm.build_over(Tree::Bottom, leaves)?, count))
     }
 
     /// A new mapping leaf; its data blocks gain a reference.
