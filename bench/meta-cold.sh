@@ -97,7 +97,7 @@ SPEC
     row "old build" "$(bench "$img" "$OLD_BIN" diff --changed-only "${args[@]}")"
   fi
   if [ "$n" -gt "$DELTA_MAX" ]; then
-    echo "$n: thin_delta skipped (it takes minutes at this size: 42 s at 250M); output checked as 100 single blocks"
+    echo "$n: thin_delta skipped (minutes at this size, ~4x its 250M time); output checked as 100 single blocks"
   else
     row "thin_delta" "$(REPEAT=1 bench "$img" thin_delta "${args[@]}")"
   fi

@@ -1,30 +1,28 @@
 //! Reference counts of a space map in chunks of one bitmap's entries: a chunk whose counts are all
-//! equal is one number, any other holds a count per block. A pool of 10^9 data blocks filled in
-//! order (and then mostly shared) costs a few MiB instead of 4 GiB.
+//! equal is one number, any other holds a byte per block (counts from 255 up in a map). A pool of
+//! 10^9 data blocks filled in order (and then mostly shared) costs a few MiB instead of 4 GiB, and
+//! at most a byte per block however it was written.
+
+use std::collections::HashMap;
 
 use thinsend::spacemap::ENTRIES_PER_BITMAP;
 
 const CHUNK: u64 = ENTRIES_PER_BITMAP;
+/// A dense byte meaning "the count is in `Counts::big`".
+const BIG: u8 = u8::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Chunk {
     Uniform(u32),
-    Dense(Box<[u32]>),
+    Dense(Box<[u8]>),
 }
 
 impl Chunk {
-    fn get(&self, i: usize) -> u32 {
-        match self {
-            Chunk::Uniform(c) => *c,
-            Chunk::Dense(v) => v[i],
-        }
-    }
-
-    /// Turns a dense chunk whose counts are all equal back into one number.
+    /// Turns a dense chunk whose counts are all equal (and small) back into one number.
     fn compact(&mut self) {
         if let Chunk::Dense(v) = self {
-            if v.iter().all(|&c| c == v[0]) {
-                *self = Chunk::Uniform(v[0]);
+            if v[0] != BIG && v.iter().all(|&c| c == v[0]) {
+                *self = Chunk::Uniform(u32::from(v[0]));
             }
         }
     }
@@ -34,12 +32,14 @@ impl Chunk {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     chunks: Vec<Chunk>,
+    /// The counts of dense blocks whose byte is `BIG`.
+    big: HashMap<u64, u32>,
     len: u64,
 }
 
 impl Counts {
     pub fn new(len: u64) -> Self {
-        Counts { chunks: vec![Chunk::Uniform(0); len.div_ceil(CHUNK) as usize], len }
+        Counts { chunks: vec![Chunk::Uniform(0); len.div_ceil(CHUNK) as usize], big: HashMap::new(), len }
     }
 
     pub fn len(&self) -> u64 {
@@ -52,21 +52,38 @@ impl Counts {
 
     pub fn get(&self, b: u64) -> u32 {
         debug_assert!(b < self.len, "block {b} past the end ({})", self.len);
-        self.chunks[(b / CHUNK) as usize].get((b % CHUNK) as usize)
+        match &self.chunks[(b / CHUNK) as usize] {
+            Chunk::Uniform(c) => *c,
+            Chunk::Dense(v) => match v[(b % CHUNK) as usize] {
+                BIG => self.big[&b],
+                c => u32::from(c),
+            },
+        }
     }
 
     pub fn set(&mut self, b: u64, count: u32) {
         assert!(b < self.len, "block {b} past the end ({})", self.len);
         let i = (b % CHUNK) as usize;
+        let base = b - i as u64;
         let chunk = &mut self.chunks[(b / CHUNK) as usize];
-        match chunk {
-            Chunk::Uniform(c) if *c == count => return,
-            Chunk::Uniform(c) => {
-                let mut v = vec![*c; CHUNK as usize].into_boxed_slice();
-                v[i] = count;
-                *chunk = Chunk::Dense(v);
+        if let Chunk::Uniform(c) = *chunk {
+            if c == count {
+                return;
             }
-            Chunk::Dense(v) => v[i] = count,
+            if c >= u32::from(BIG) {
+                self.big.extend((base..(base + CHUNK).min(self.len)).map(|x| (x, c)));
+            }
+            *chunk = Chunk::Dense(vec![c.min(u32::from(BIG)) as u8; CHUNK as usize].into_boxed_slice());
+        }
+        let Chunk::Dense(v) = chunk else { unreachable!("the chunk was made dense above") };
+        if count >= u32::from(BIG) {
+            v[i] = BIG;
+            self.big.insert(b, count);
+        } else {
+            if v[i] == BIG {
+                self.big.remove(&b);
+            }
+            v[i] = count as u8;
         }
         // A chunk filled in order is compacted when its last block is set.
         if i == CHUNK as usize - 1 {
@@ -99,9 +116,8 @@ impl Counts {
             match &self.chunks[(b / CHUNK) as usize] {
                 Chunk::Uniform(c) if pred(*c) => return Some(b),
                 Chunk::Uniform(_) => {}
-                Chunk::Dense(v) => {
-                    let base = b / CHUNK * CHUNK;
-                    let found = (b..chunk_end).find(|&x| pred(v[(x - base) as usize]));
+                Chunk::Dense(_) => {
+                    let found = (b..chunk_end).find(|&x| pred(self.get(x)));
                     if found.is_some() {
                         return found;
                     }
@@ -119,7 +135,10 @@ impl Counts {
             let size = (self.len - ci as u64 * CHUNK).min(CHUNK);
             n += match chunk {
                 Chunk::Uniform(c) => u64::from(pred(*c)) * size,
-                Chunk::Dense(v) => v[..size as usize].iter().filter(|&&c| pred(c)).count() as u64,
+                Chunk::Dense(_) => {
+                    let start = ci as u64 * CHUNK;
+                    (start..start + size).filter(|&b| pred(self.get(b))).count() as u64
+                }
             };
         }
         n
@@ -166,5 +185,26 @@ mod tests {
         c.set(7, 1);
         c.compact();
         assert_eq!(c.chunks[0], Chunk::Uniform(1));
+    }
+
+    #[test]
+    fn counts_from_255_up_read_back() {
+        let mut c = Counts::new(2 * CHUNK);
+        c.set(3, 255);
+        c.set(4, 70_000);
+        c.set(5, 254);
+        assert_eq!((c.get(3), c.get(4), c.get(5), c.get(6)), (255, 70_000, 254, 0));
+        c.set(4, 2);
+        assert_eq!((c.get(4), c.big.len()), (2, 1));
+        assert_eq!(c.at_least(255).collect::<Vec<_>>(), vec![(3, 255)]);
+        // A uniform chunk of big counts made dense keeps every count.
+        c.chunks[1] = Chunk::Uniform(300);
+        c.set(CHUNK + 1, 1);
+        assert_eq!((c.get(CHUNK), c.get(CHUNK + 1), c.get(2 * CHUNK - 1)), (300, 1, 300));
+        assert_eq!(c.count_where(|x| x == 300), CHUNK - 1);
+        c.set(CHUNK + 1, 300);
+        c.compact();
+        assert!(matches!(c.chunks[1], Chunk::Dense(_)), "big counts stay dense");
+        assert_eq!(c.find(0, 2 * CHUNK, |x| x == 300), Some(CHUNK));
     }
 }
