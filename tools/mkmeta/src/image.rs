@@ -93,12 +93,24 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
     }
     tm.commit();
     let mut special = HashMap::new();
+    let data_sm = data_space_map(tm, &mut special)?;
+    let metadata_sm = metadata_space_map(tm, nr_blocks, &mut special)?;
+    let n = metadata_sm.nr_blocks;
+    superblocks(sb, data_sm, metadata_sm, &mut special);
+    let info = ImageInfo {
+        nr_blocks: n,
+        metadata_blocks_in_use: metadata_sm.nr_allocated,
+        data_blocks_in_use: data_sm.nr_allocated,
+    };
+    Ok((info, special))
+}
 
-    // Data space map: its blocks are metadata blocks like any other.
+/// The data space map: its blocks are metadata blocks like any other.
+fn data_space_map(tm: &mut Tm, special: &mut HashMap<u64, Special>) -> Result<SmRoot> {
     let nr_data = tm.data.nr_blocks();
     let bitmaps: Vec<u64> = (0..nr_bitmaps(nr_data)).map(|_| tm.alloc()).collect();
     let overflow: Vec<_> = tm.data.counts.at_least(3).map(|(b, c)| (b, c.to_le_bytes().to_vec())).collect();
-    let data_ref_root = tm.build_tree(Tree::RefCount, &overflow)?;
+    let ref_count_root = tm.build_tree(Tree::RefCount, &overflow)?;
     let mut index = Vec::with_capacity(bitmaps.len());
     for (i, &b) in bitmaps.iter().enumerate() {
         let vals = data_bitmap_values(tm, i as u64);
@@ -107,11 +119,14 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
         index.push((i as u64, v));
         special.insert(b, Special::DataBitmap(i as u64));
     }
-    let data_index_root = tm.build_tree(Tree::Index, &index)?;
-    let data_allocated = tm.data.counts.count_where(|c| c > 0);
+    let bitmap_root = tm.build_tree(Tree::Index, &index)?;
+    let nr_allocated = tm.data.counts.count_where(|c| c > 0);
+    Ok(SmRoot { nr_blocks: nr_data, nr_allocated, bitmap_root, ref_count_root })
+}
 
-    // Metadata space map: how many blocks it needs depends on the device size, and the device
-    // must hold them too.
+/// The metadata space map: how many blocks it needs depends on the device size, and the device
+/// must hold them too.
+fn metadata_space_map(tm: &mut Tm, nr_blocks: Option<u64>, special: &mut HashMap<u64, Special>) -> Result<SmRoot> {
     let overflow = overflow_entries(&tm.counts);
     let ref_nodes = Tm::nodes_for(Tree::RefCount, overflow.len());
     let need = |n: u64| 1 + nr_bitmaps(n) + ref_nodes;
@@ -139,7 +154,7 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
     }
     let index_block = tm.alloc();
     let meta_bitmaps: Vec<u64> = (0..nr_bitmaps(n)).map(|_| tm.alloc()).collect();
-    let meta_ref_root = tm.build_tree(Tree::RefCount, &overflow)?;
+    let ref_count_root = tm.build_tree(Tree::RefCount, &overflow)?;
     if tm.high_water() > n {
         return Err(Error::TooSmall { have: n, need: tm.high_water() });
     }
@@ -151,8 +166,13 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
         special.insert(b, Special::Bytes(pack_bitmap(b, &vals)));
     }
     special.insert(index_block, Special::Bytes(MetadataIndex { blocknr: index_block, entries }.pack()));
-    let meta_allocated = tm.counts.iter().filter(|&&c| c > 0).count() as u64;
+    let nr_allocated = tm.counts.iter().filter(|&&c| c > 0).count() as u64;
+    Ok(SmRoot { nr_blocks: n, nr_allocated, bitmap_root: index_block, ref_count_root })
+}
 
+/// The live superblock at block 0 and, with a held root, the kernel's copy at its block.
+fn superblocks(sb: &SbState, data_sm: SmRoot, metadata_sm: SmRoot, special: &mut HashMap<u64, Special>) {
+    let n = metadata_sm.nr_blocks;
     let live = Superblock {
         flags: sb.flags,
         blocknr: 0,
@@ -161,18 +181,8 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
         time: sb.time,
         trans_id: sb.trans_id,
         held_root: sb.held.map_or(0, |h| h.block),
-        data_sm: SmRoot {
-            nr_blocks: nr_data,
-            nr_allocated: data_allocated,
-            bitmap_root: data_index_root,
-            ref_count_root: data_ref_root,
-        },
-        metadata_sm: SmRoot {
-            nr_blocks: n,
-            nr_allocated: meta_allocated,
-            bitmap_root: index_block,
-            ref_count_root: meta_ref_root,
-        },
+        data_sm,
+        metadata_sm,
         data_mapping_root: sb.top_root,
         device_details_root: sb.details_root,
         data_block_size: sb.data_block_size,
@@ -200,10 +210,6 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
         special.insert(h.block, Special::Bytes(copy.pack()));
     }
     special.insert(0, Special::Bytes(live.pack()));
-    Ok((
-        ImageInfo { nr_blocks: n, metadata_blocks_in_use: meta_allocated, data_blocks_in_use: data_allocated },
-        special,
-    ))
 }
 
 /// `(block, le32 count)` for every count of 3 or more.
