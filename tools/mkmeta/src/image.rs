@@ -1,7 +1,9 @@
 //! Turning the in-memory pool into an image: the data space map (bitmaps, index btree, ref-count
 //! tree), the metadata space map (reserved first and counted, then filled: index block, bitmaps,
-//! ref-count tree), the superblock and the metadata snapshot's copy; then one write to a temporary
-//! file in the target directory, renamed into place only when complete.
+//! ref-count tree), the superblock and the metadata snapshot's copy; then the blocks not yet in the
+//! image's temporary file (in the target directory; nodes the bulk builder spilled there are) are
+//! written in large runs, and the file is renamed into place only when complete. Data bitmaps are
+//! packed as they are written, so nothing the size of the pool is held in memory.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,6 +29,13 @@ pub struct HeldSb {
     pub trans_id: u64,
     pub top_root: u64,
     pub details_root: u64,
+}
+
+/// A block the image writer makes that is not a btree node.
+enum Special {
+    Bytes(Vec<u8>),
+    /// Data space map bitmap number `i` (packed from the final counts when written).
+    DataBitmap(u64),
 }
 
 /// The live superblock's fields that the pool decides.
@@ -56,12 +65,25 @@ const AUTO_MIN_BLOCKS: u64 = 1024;
 /// `nr_blocks` None the image is sized automatically (25% free, at least 1024 blocks).
 pub fn write_image(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>, out: &Path) -> Result<ImageInfo> {
     let (info, special) = finish(tm, sb, nr_blocks)?;
-    write_file(tm, &special, info.nr_blocks, out)?;
+    let tmp = match tm.unspill() {
+        Some(tmp) => tmp,
+        None => temp_file(out)?,
+    };
+    write_file(tm, &special, info.nr_blocks, tmp, out)?;
     Ok(info)
 }
 
+/// A new temporary file in `out`'s directory, to be renamed to `out` when complete.
+pub fn temp_file(out: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new().prefix(".mkmeta-").tempfile_in(dir).map_err(|e| Error::io(dir, e))
+}
+
 /// Allocates and fills both space maps and the superblocks; returns the non-node blocks.
-fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInfo, HashMap<u64, Vec<u8>>)> {
+fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInfo, HashMap<u64, Special>)> {
     if let Some(n) = nr_blocks {
         if n > MAX_METADATA_BLOCKS {
             return Err(Error::Pool(format!(
@@ -71,25 +93,40 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
     }
     tm.commit();
     let mut special = HashMap::new();
+    let data_sm = data_space_map(tm, &mut special)?;
+    let metadata_sm = metadata_space_map(tm, nr_blocks, &mut special)?;
+    let n = metadata_sm.nr_blocks;
+    superblocks(sb, data_sm, metadata_sm, &mut special);
+    let info = ImageInfo {
+        nr_blocks: n,
+        metadata_blocks_in_use: metadata_sm.nr_allocated,
+        data_blocks_in_use: data_sm.nr_allocated,
+    };
+    Ok((info, special))
+}
 
-    // Data space map: its blocks are metadata blocks like any other.
+/// The data space map: its blocks are metadata blocks like any other.
+fn data_space_map(tm: &mut Tm, special: &mut HashMap<u64, Special>) -> Result<SmRoot> {
     let nr_data = tm.data.nr_blocks();
     let bitmaps: Vec<u64> = (0..nr_bitmaps(nr_data)).map(|_| tm.alloc()).collect();
-    let overflow = overflow_entries(&tm.data.counts);
-    let data_ref_root = tm.build_tree(Tree::RefCount, &overflow);
+    let overflow: Vec<_> = tm.data.counts.at_least(3).map(|(b, c)| (b, c.to_le_bytes().to_vec())).collect();
+    let ref_count_root = tm.build_tree(Tree::RefCount, &overflow)?;
     let mut index = Vec::with_capacity(bitmaps.len());
     for (i, &b) in bitmaps.iter().enumerate() {
-        let vals = bitmap_values(&tm.data.counts, i as u64);
+        let vals = data_bitmap_values(tm, i as u64);
         let mut v = vec![0u8; IndexEntry::SIZE];
         IndexEntry::describe(b, &vals).pack(&mut v);
         index.push((i as u64, v));
-        special.insert(b, pack_bitmap(b, &vals));
+        special.insert(b, Special::DataBitmap(i as u64));
     }
-    let data_index_root = tm.build_tree(Tree::Index, &index);
-    let data_allocated = tm.data.counts.iter().filter(|&&c| c > 0).count() as u64;
+    let bitmap_root = tm.build_tree(Tree::Index, &index)?;
+    let nr_allocated = tm.data.counts.count_where(|c| c > 0);
+    Ok(SmRoot { nr_blocks: nr_data, nr_allocated, bitmap_root, ref_count_root })
+}
 
-    // Metadata space map: how many blocks it needs depends on the device size, and the device
-    // must hold them too.
+/// The metadata space map: how many blocks it needs depends on the device size, and the device
+/// must hold them too.
+fn metadata_space_map(tm: &mut Tm, nr_blocks: Option<u64>, special: &mut HashMap<u64, Special>) -> Result<SmRoot> {
     let overflow = overflow_entries(&tm.counts);
     let ref_nodes = Tm::nodes_for(Tree::RefCount, overflow.len());
     let need = |n: u64| 1 + nr_bitmaps(n) + ref_nodes;
@@ -117,7 +154,7 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
     }
     let index_block = tm.alloc();
     let meta_bitmaps: Vec<u64> = (0..nr_bitmaps(n)).map(|_| tm.alloc()).collect();
-    let meta_ref_root = tm.build_tree(Tree::RefCount, &overflow);
+    let ref_count_root = tm.build_tree(Tree::RefCount, &overflow)?;
     if tm.high_water() > n {
         return Err(Error::TooSmall { have: n, need: tm.high_water() });
     }
@@ -126,11 +163,16 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
     for (i, &b) in meta_bitmaps.iter().enumerate() {
         let vals = bitmap_values(&tm.counts, i as u64);
         entries.push(IndexEntry::describe(b, &vals));
-        special.insert(b, pack_bitmap(b, &vals));
+        special.insert(b, Special::Bytes(pack_bitmap(b, &vals)));
     }
-    special.insert(index_block, MetadataIndex { blocknr: index_block, entries }.pack());
-    let meta_allocated = tm.counts.iter().filter(|&&c| c > 0).count() as u64;
+    special.insert(index_block, Special::Bytes(MetadataIndex { blocknr: index_block, entries }.pack()));
+    let nr_allocated = tm.counts.iter().filter(|&&c| c > 0).count() as u64;
+    Ok(SmRoot { nr_blocks: n, nr_allocated, bitmap_root: index_block, ref_count_root })
+}
 
+/// The live superblock at block 0 and, with a held root, the kernel's copy at its block.
+fn superblocks(sb: &SbState, data_sm: SmRoot, metadata_sm: SmRoot, special: &mut HashMap<u64, Special>) {
+    let n = metadata_sm.nr_blocks;
     let live = Superblock {
         flags: sb.flags,
         blocknr: 0,
@@ -139,18 +181,8 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
         time: sb.time,
         trans_id: sb.trans_id,
         held_root: sb.held.map_or(0, |h| h.block),
-        data_sm: SmRoot {
-            nr_blocks: nr_data,
-            nr_allocated: data_allocated,
-            bitmap_root: data_index_root,
-            ref_count_root: data_ref_root,
-        },
-        metadata_sm: SmRoot {
-            nr_blocks: n,
-            nr_allocated: meta_allocated,
-            bitmap_root: index_block,
-            ref_count_root: meta_ref_root,
-        },
+        data_sm,
+        metadata_sm,
         data_mapping_root: sb.top_root,
         device_details_root: sb.details_root,
         data_block_size: sb.data_block_size,
@@ -175,18 +207,19 @@ fn finish(tm: &mut Tm, sb: &SbState, nr_blocks: Option<u64>) -> Result<(ImageInf
             device_details_root: h.details_root,
             ..live.clone()
         };
-        special.insert(h.block, copy.pack());
+        special.insert(h.block, Special::Bytes(copy.pack()));
     }
-    special.insert(0, live.pack());
-    Ok((
-        ImageInfo { nr_blocks: n, metadata_blocks_in_use: meta_allocated, data_blocks_in_use: data_allocated },
-        special,
-    ))
+    special.insert(0, Special::Bytes(live.pack()));
 }
 
 /// `(block, le32 count)` for every count of 3 or more.
 fn overflow_entries(counts: &[u32]) -> Vec<(u64, Vec<u8>)> {
     counts.iter().enumerate().filter(|(_, &c)| c >= 3).map(|(b, &c)| (b as u64, c.to_le_bytes().to_vec())).collect()
+}
+
+/// The bitmap values of data bitmap `i`.
+fn data_bitmap_values(tm: &Tm, i: u64) -> Vec<u8> {
+    tm.data.counts.bitmap(i).map(bitmap_value).collect()
 }
 
 /// The bitmap values of bitmap `i` (entries past the end of `counts` are free).
@@ -196,46 +229,71 @@ fn bitmap_values(counts: &[u32], i: u64) -> Vec<u8> {
     counts.get(start..end).unwrap_or(&[]).iter().map(|&c| bitmap_value(c)).collect()
 }
 
-/// Writes every block in use, coalescing neighbours into large writes, to a temporary file that
-/// replaces `out` only when complete.
-fn write_file(tm: &Tm, special: &HashMap<u64, Vec<u8>>, nr_blocks: u64, out: &Path) -> Result<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new().prefix(".mkmeta-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+/// Writes every block in use that the file does not hold yet, coalescing neighbours into large
+/// writes, and zeroes blocks holding stale spilled nodes; the file replaces `out` when complete.
+fn write_file(
+    tm: &Tm,
+    special: &HashMap<u64, Special>,
+    nr_blocks: u64,
+    mut tmp: tempfile::NamedTempFile,
+    out: &Path,
+) -> Result<()> {
     let io = |e| Error::io(out, e);
-    tmp.as_file().set_len(nr_blocks * BLOCK_SIZE as u64).map_err(io)?;
-    let nodes: HashMap<u64, &crate::tm::Node> = tm.nodes().collect();
-    const BATCH: usize = 256;
-    let mut buf: Vec<u8> = Vec::with_capacity(BATCH * BLOCK_SIZE);
-    let mut buf_start = 0u64;
-    for b in 0..tm.high_water() {
-        let block = if let Some(s) = special.get(&b) { Some(s.clone()) } else { nodes.get(&b).map(|n| n.pack(b)) };
+    let mut w = RunWriter { file: tmp.as_file(), buf: Vec::with_capacity(RUN * BLOCK_SIZE), start: 0 };
+    for b in 0..tm.len().min(nr_blocks) {
+        let block = match special.get(&b) {
+            Some(Special::Bytes(s)) => Some(s.clone()),
+            Some(Special::DataBitmap(i)) => Some(pack_bitmap(b, &data_bitmap_values(tm, *i))),
+            None if tm.is_frozen(b) => None,
+            None => match tm.unwritten_node(b) {
+                Some(n) => Some(n.pack(b)),
+                None if tm.is_stale(b) => Some(vec![0; BLOCK_SIZE]),
+                None => None,
+            },
+        };
         match block {
-            Some(data) => {
-                if buf.is_empty() {
-                    buf_start = b;
-                }
-                buf.extend_from_slice(&data);
-                if buf.len() >= BATCH * BLOCK_SIZE {
-                    tmp.as_file().write_all_at(&buf, buf_start * BLOCK_SIZE as u64).map_err(io)?;
-                    buf.clear();
-                }
-            }
-            None => {
-                if !buf.is_empty() {
-                    tmp.as_file().write_all_at(&buf, buf_start * BLOCK_SIZE as u64).map_err(io)?;
-                    buf.clear();
-                }
-            }
+            Some(data) => w.push(b, &data).map_err(io)?,
+            None => w.flush().map_err(io)?,
         }
     }
-    if !buf.is_empty() {
-        tmp.as_file().write_all_at(&buf, buf_start * BLOCK_SIZE as u64).map_err(io)?;
-    }
+    w.flush().map_err(io)?;
+    tmp.as_file().set_len(nr_blocks * BLOCK_SIZE as u64).map_err(io)?;
     tmp.flush().map_err(io)?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
     tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
     Ok(())
+}
+
+/// Blocks per write.
+const RUN: usize = 256;
+
+/// Consecutive blocks gathered into one write.
+struct RunWriter<'a> {
+    file: &'a std::fs::File,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl RunWriter<'_> {
+    fn push(&mut self, b: u64, data: &[u8]) -> std::io::Result<()> {
+        if !self.buf.is_empty() && b != self.start + (self.buf.len() / BLOCK_SIZE) as u64 {
+            self.flush()?;
+        }
+        if self.buf.is_empty() {
+            self.start = b;
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= RUN * BLOCK_SIZE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.start * BLOCK_SIZE as u64)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
 }

@@ -12,7 +12,7 @@ use thinsend::superblock::NEEDS_CHECK;
 use crate::data::{Fill, Sink};
 use crate::error::{Error, Result};
 use crate::image::{HeldSb, SbState};
-use crate::tm::{even_chunks, Node, Tm, Tree};
+use crate::tm::{even_chunks, Node, Tm, Tree, BATCH};
 
 #[derive(Debug, Clone, Copy)]
 struct Dev {
@@ -316,7 +316,7 @@ impl Pool {
     }
 
     fn bulk_write(&mut self, id: u64, start: u64, len: u64, write: u64, sink: &mut dyn Sink) -> Result<()> {
-        let free = self.tm.data.counts.iter().filter(|&&c| c == 0).count() as u64;
+        let free = self.tm.data.nr_free();
         if free < len {
             return Err(Error::Pool(format!(
                 "data device full: writing {len} blocks needs {len} free data blocks, {free} are free"
@@ -324,6 +324,7 @@ impl Pool {
         }
         let max = Node::leaf_of(Tree::Bottom).max();
         let mut leaves = Vec::new();
+        let mut batch = Vec::new();
         let mut v = start;
         for group in even_chunks(len as usize, max) {
             let mut n = Node::leaf_of(Tree::Bottom);
@@ -334,10 +335,13 @@ impl Pool {
                 sink.fill(d, Fill { write, dev: id, vblock: v })?;
                 v += 1;
             }
-            let k0 = n.keys[0];
-            leaves.push((k0, self.tm.new_node(n)));
+            batch.push(n);
+            if batch.len() == BATCH {
+                self.tm.store_batch(&mut batch, &mut leaves)?;
+            }
         }
-        let root = self.tm.build_over(Tree::Bottom, leaves);
+        self.tm.store_batch(&mut batch, &mut leaves)?;
+        let root = self.tm.build_over(Tree::Bottom, leaves)?;
         // Replacing the top-level value drops the old (empty) tree's reference.
         self.top_root = self.tm.insert(self.top_root, Tree::Top, id, &root.to_le_bytes()).0;
         let dev = self.dev_mut(id)?;

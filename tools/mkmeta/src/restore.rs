@@ -18,6 +18,8 @@ use crate::image::{self, ImageInfo, SbState};
 use crate::tm::{even_chunks, Node, Tm, Tree};
 use crate::xml::{Event, Pos, SyntaxError, Tokenizer};
 
+mod build;
+
 /// Mapping leaves hold at most this many entries; non-root ones at least a third of it.
 const LEAF_MAX: usize = 252;
 const LEAF_MIN: usize = LEAF_MAX / 3;
@@ -176,34 +178,43 @@ impl Restorer {
         let sb_block = self.tm.alloc();
         debug_assert_eq!(sb_block, 0);
 
-        let mut devices: Vec<(u64, u64, DeviceDetails, Pos)> = Vec::new();
-        if !empty {
-            loop {
-                let (pos, ev) = self.next(&mut t)?;
-                match ev {
-                    Event::End { name: "superblock" } => break,
-                    Event::Start { name: "def", attrs, empty } => self.def(&mut t, pos, attrs, empty)?,
-                    Event::Start { name: "device", attrs, empty } => {
-                        let d = self.device(&mut t, pos, attrs, empty)?;
-                        devices.push((d.0, d.1, d.2, pos));
-                    }
-                    Event::Start { name, .. } => {
-                        return Err(
-                            self.err(pos, format!("unexpected <{name}> in <superblock> (expected <def> or <device>)"))
-                        )
-                    }
-                    Event::End { name } => {
-                        return Err(self.err(pos, format!("unexpected </{name}> (expected </superblock>)")))
-                    }
-                    Event::Eof => return Err(self.err(pos, "end of input inside <superblock>")),
-                }
-            }
-        }
+        let devices = if empty { Vec::new() } else { self.superblock_children(&mut t)? };
         let (pos, ev) = self.next(&mut t)?;
         if ev != Event::Eof {
             return Err(self.err(pos, "content after </superblock>"));
         }
 
+        let (top_root, details_root) = self.top_trees(devices)?;
+        Ok(SbState { flags, version, time, trans_id, data_block_size, top_root, details_root, held: None })
+    }
+
+    /// The `<def>`s and `<device>`s up to `</superblock>`: (id, root, details, where) per device.
+    fn superblock_children(&mut self, t: &mut Tokenizer) -> Result<Vec<(u64, u64, DeviceDetails, Pos)>> {
+        let mut devices = Vec::new();
+        loop {
+            let (pos, ev) = self.next(t)?;
+            match ev {
+                Event::End { name: "superblock" } => return Ok(devices),
+                Event::Start { name: "def", attrs, empty } => self.def(t, pos, attrs, empty)?,
+                Event::Start { name: "device", attrs, empty } => {
+                    let d = self.device(t, pos, attrs, empty)?;
+                    devices.push((d.0, d.1, d.2, pos));
+                }
+                Event::Start { name, .. } => {
+                    return Err(
+                        self.err(pos, format!("unexpected <{name}> in <superblock> (expected <def> or <device>)"))
+                    )
+                }
+                Event::End { name } => {
+                    return Err(self.err(pos, format!("unexpected </{name}> (expected </superblock>)")))
+                }
+                Event::Eof => return Err(self.err(pos, "end of input inside <superblock>")),
+            }
+        }
+    }
+
+    /// The top-level mapping tree and the details tree over `devices`; returns their roots.
+    fn top_trees(&mut self, mut devices: Vec<(u64, u64, DeviceDetails, Pos)>) -> Result<(u64, u64)> {
         devices.sort_by_key(|d| d.0);
         if let Some(w) = devices.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(self.err(w[1].3, format!("device {} appears twice", w[1].0)));
@@ -218,9 +229,7 @@ impl Restorer {
                 (d.0, v)
             })
             .collect();
-        let top_root = self.tm.build_tree(Tree::Top, &tops);
-        let details_root = self.tm.build_tree(Tree::Details, &details);
-        Ok(SbState { flags, version, time, trans_id, data_block_size, top_root, details_root, held: None })
+        Ok((self.tm.build_tree(Tree::Top, &tops)?, self.tm.build_tree(Tree::Details, &details)?))
     }
 
     /// Reads mapping elements up to `</end>`, appending to `units` (refs allowed if `refs`).
@@ -257,30 +266,7 @@ impl Restorer {
                     (b, d, 1, t)
                 }
                 "ref" if refs => {
-                    let r = a.take("name").ok_or_else(|| self.err(pos, "<ref> needs the attribute 'name'"))?;
-                    a.finish(&self.file)?;
-                    let &def = self
-                        .def_names
-                        .get(&r)
-                        .ok_or_else(|| self.err(pos, format!("<ref name=\"{r}\"> before any <def name=\"{r}\">")))?;
-                    let d = &self.defs[def];
-                    if let (Some(prev), Some(first)) = (last_key, d.leaves.first()) {
-                        if first[0].0 <= prev {
-                            return Err(self.err(
-                                pos,
-                                format!(
-                                    "<ref name=\"{r}\"> starts at block {}, not after the previous mapping {prev}",
-                                    first[0].0
-                                ),
-                            ));
-                        }
-                    }
-                    if let Some(l) = d.leaves.last() {
-                        last_key = l.last().map(|m| m.0);
-                    }
-                    for leaf in 0..d.leaves.len() {
-                        units.push(Unit::Shared { def, leaf });
-                    }
+                    self.push_ref(pos, a, &mut last_key, units)?;
                     continue;
                 }
                 _ => {
@@ -298,37 +284,73 @@ impl Restorer {
                 }
             };
             a.finish(&self.file)?;
-            if len == 0 {
-                return Err(self.err(pos, "length must be at least 1"));
-            }
-            if time > 0xFF_FFFF {
-                return Err(self.err(pos, format!("time {time} does not fit the 24 bits a mapping holds")));
-            }
-            let (Some(end_block), Some(data_end)) = (begin.checked_add(len), data.checked_add(len)) else {
-                return Err(self.err(pos, "range overflows"));
-            };
-            if data_end > self.nr_data_blocks {
+            self.push_range(pos, (begin, data, len, time), &mut last_key, units)?;
+        }
+    }
+
+    /// A `<ref>`: the def's leaves, shared, after the mappings before it.
+    fn push_ref(&self, pos: Pos, mut a: Attrs, last_key: &mut Option<u64>, units: &mut Vec<Unit>) -> Result<()> {
+        let r = a.take("name").ok_or_else(|| self.err(pos, "<ref> needs the attribute 'name'"))?;
+        a.finish(&self.file)?;
+        let &def = self
+            .def_names
+            .get(&r)
+            .ok_or_else(|| self.err(pos, format!("<ref name=\"{r}\"> before any <def name=\"{r}\">")))?;
+        let d = &self.defs[def];
+        if let (Some(prev), Some(first)) = (*last_key, d.leaves.first()) {
+            if first[0].0 <= prev {
                 return Err(self.err(
                     pos,
-                    format!("mapping beyond end of data device ({} >= {})", data_end - 1, self.nr_data_blocks),
+                    format!("<ref name=\"{r}\"> starts at block {}, not after the previous mapping {prev}", first[0].0),
                 ));
-            }
-            if last_key.is_some_and(|k| begin <= k) {
-                return Err(self.err(
-                    pos,
-                    format!("mappings must be in ascending block order: block {begin} after {}", last_key.unwrap_or(0)),
-                ));
-            }
-            last_key = Some(end_block - 1);
-            if !matches!(units.last(), Some(Unit::Own(_))) {
-                units.push(Unit::Own(Vec::new()));
-            }
-            let Some(Unit::Own(v)) = units.last_mut() else { unreachable!("an own unit was just pushed") };
-            for i in 0..len {
-                let bt = BlockTime { data_block: data + i, time };
-                v.push((begin + i, bt.raw()));
             }
         }
+        if let Some(l) = d.leaves.last() {
+            *last_key = l.last().map(|m| m.0);
+        }
+        for leaf in 0..d.leaves.len() {
+            units.push(Unit::Shared { def, leaf });
+        }
+        Ok(())
+    }
+
+    /// A range of `len` mappings from `begin` to `data` at `time`, checked, into the last own unit.
+    fn push_range(
+        &self,
+        pos: Pos,
+        (begin, data, len, time): (u64, u64, u64, u32),
+        last_key: &mut Option<u64>,
+        units: &mut Vec<Unit>,
+    ) -> Result<()> {
+        if len == 0 {
+            return Err(self.err(pos, "length must be at least 1"));
+        }
+        if time > 0xFF_FFFF {
+            return Err(self.err(pos, format!("time {time} does not fit the 24 bits a mapping holds")));
+        }
+        let (Some(end_block), Some(data_end)) = (begin.checked_add(len), data.checked_add(len)) else {
+            return Err(self.err(pos, "range overflows"));
+        };
+        if data_end > self.nr_data_blocks {
+            return Err(self
+                .err(pos, format!("mapping beyond end of data device ({} >= {})", data_end - 1, self.nr_data_blocks)));
+        }
+        if last_key.is_some_and(|k| begin <= k) {
+            return Err(self.err(
+                pos,
+                format!("mappings must be in ascending block order: block {begin} after {}", last_key.unwrap_or(0)),
+            ));
+        }
+        *last_key = Some(end_block - 1);
+        if !matches!(units.last(), Some(Unit::Own(_))) {
+            units.push(Unit::Own(Vec::new()));
+        }
+        let Some(Unit::Own(v)) = units.last_mut() else { unreachable!("an own unit was just pushed") };
+        for i in 0..len {
+            let bt = BlockTime { data_block: data + i, time };
+            v.push((begin + i, bt.raw()));
+        }
+        Ok(())
     }
 
     fn def(&mut self, t: &mut Tokenizer, pos: Pos, attrs: Vec<(&str, String)>, empty: bool) -> Result<()> {
@@ -375,7 +397,7 @@ impl Restorer {
         if !empty {
             self.mappings(t, "device", true, &mut units)?;
         }
-        let (root, count) = self.build_device(units);
+        let (root, count) = self.build_device(units)?;
         if count != mapped {
             self.warnings.push(format!(
                 "device {id}: mapped_blocks=\"{mapped}\" corrected to {count}, the number of its mappings"
@@ -383,95 +405,5 @@ impl Restorer {
         }
         self.mappings += count;
         Ok((id as u64, root, DeviceDetails { mapped_blocks: count, transaction_id, creation_time, snapshotted_time }))
-    }
-
-    fn unit_len(&self, u: &Unit) -> usize {
-        match u {
-            Unit::Own(v) => v.len(),
-            Unit::Shared { def, leaf } => self.defs[*def].leaves[*leaf].len(),
-        }
-    }
-
-    /// Copies a shared leaf's mappings into an own unit.
-    fn unshare(&self, u: &mut Unit) {
-        if let Unit::Shared { def, leaf } = *u {
-            *u = Unit::Own(self.defs[def].leaves[leaf].clone());
-        }
-    }
-
-    /// Builds a device's tree; returns (root, number of mappings).
-    fn build_device(&mut self, mut units: Vec<Unit>) -> (u64, u64) {
-        loop {
-            // Merge neighbouring own units.
-            let mut merged: Vec<Unit> = Vec::with_capacity(units.len());
-            for u in units {
-                match (merged.last_mut(), u) {
-                    (Some(Unit::Own(a)), Unit::Own(mut b)) => a.append(&mut b),
-                    (_, u) => merged.push(u),
-                }
-            }
-            units = merged;
-            if units.len() <= 1 {
-                break;
-            }
-            // The first leaf that would be under a third full, and the shared unit to copy.
-            let bad = (0..units.len()).find(|&i| self.unit_len(&units[i]) < LEAF_MIN);
-            let Some(i) = bad else { break };
-            let victim = match units[i] {
-                Unit::Shared { .. } => i,
-                Unit::Own(_) => {
-                    if i > 0 {
-                        i - 1
-                    } else {
-                        i + 1
-                    }
-                }
-            };
-            let mut u = std::mem::replace(&mut units[victim], Unit::Own(Vec::new()));
-            self.unshare(&mut u);
-            units[victim] = u;
-        }
-        let mut leaves = Vec::new();
-        let mut count = 0u64;
-        for u in units {
-            match u {
-                Unit::Own(v) => {
-                    count += v.len() as u64;
-                    for r in even_chunks(v.len(), LEAF_MAX) {
-                        let b = self.new_leaf(&v[r.clone()]);
-                        leaves.push((v[r.start].0, b));
-                    }
-                }
-                Unit::Shared { def, leaf } => {
-                    let entries = &self.defs[def].leaves[leaf];
-                    count += entries.len() as u64;
-                    let k0 = entries[0].0;
-                    let b = match self.defs[def].blocks[leaf] {
-                        Some(b) => {
-                            self.tm.inc(b);
-                            b
-                        }
-                        None => {
-                            let entries = entries.clone();
-                            let b = self.new_leaf(&entries);
-                            self.defs[def].blocks[leaf] = Some(b);
-                            b
-                        }
-                    };
-                    leaves.push((k0, b));
-                }
-            }
-        }
-        (self.tm.build_over(Tree::Bottom, leaves), count)
-    }
-
-    /// A new mapping leaf; its data blocks gain a reference.
-    fn new_leaf(&mut self, entries: &[(u64, u64)]) -> u64 {
-        let mut n = Node::leaf_of(Tree::Bottom);
-        for &(k, raw) in entries {
-            n.push(k, &raw.to_le_bytes());
-            self.tm.data.inc(BlockTime::from_raw(raw).data_block);
-        }
-        self.tm.new_node(n)
     }
 }

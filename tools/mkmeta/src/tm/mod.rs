@@ -9,20 +9,29 @@
 //! nodes) or values (leaves: data blocks, subtree roots) gain one.
 
 mod bulk;
+mod counts;
 mod data_sm;
 mod insert;
 mod node;
 mod remove;
+mod store;
 #[cfg(test)]
 mod tests;
 
-pub use bulk::even_chunks;
+pub use bulk::{even_chunks, BATCH};
+pub use counts::Counts;
 pub use data_sm::DataSm;
 pub use node::Node;
 
+use std::path::Path;
+
+use tempfile::NamedTempFile;
 use thinsend::btree::mapping::BlockTime;
 use thinsend::btree::node::Value;
 use thinsend::spacemap::{INDEX_ENTRY_SIZE, REF_COUNT_SIZE};
+
+use crate::error::Result;
+use store::Store;
 
 /// The trees of a thin pool, by what their leaf values are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +63,10 @@ impl Tree {
 
 /// Metadata blocks and the metadata space map's counts. Blocks 0 (superblock) and the metadata
 /// snapshot's copy have counts but no node; space-map blocks are added by the image writer.
+/// Nodes live in memory, or (after [`Tm::spill_to`]) bulk-built ones in the image's file.
 #[derive(Debug, Default)]
 pub struct Tm {
-    nodes: Vec<Option<Box<Node>>>,
+    store: Store,
     pub counts: Vec<u32>,
     committed: Vec<bool>,
     hint: u64,
@@ -90,7 +100,7 @@ impl Tm {
     /// the device is treated as unbounded (the image writer checks the size at the end).
     pub fn alloc(&mut self) -> u64 {
         let b = (self.hint..self.len()).find(|&b| self.is_free(b)).unwrap_or_else(|| {
-            self.nodes.push(None);
+            self.store.push_empty();
             self.counts.push(0);
             self.committed.push(false);
             self.len() - 1
@@ -116,8 +126,37 @@ impl Tm {
 
     pub fn new_node(&mut self, node: Node) -> u64 {
         let b = self.alloc();
-        self.nodes[b as usize] = Some(Box::new(node));
+        self.store.set(b, node);
         b
+    }
+
+    /// New nodes in blocks allocated in order, written straight to the spill file if there is one.
+    pub fn new_nodes(&mut self, nodes: Vec<Node>) -> Result<Vec<u64>> {
+        let blocks: Vec<u64> = nodes.iter().map(|_| self.alloc()).collect();
+        self.store.put_many(blocks.iter().copied().zip(nodes).collect())?;
+        Ok(blocks)
+    }
+
+    /// From now on bulk-built nodes are written to `tmp` (the image's temporary file for `out`)
+    /// at once and read back only when touched, so memory stays bounded whatever the pool's size.
+    pub fn spill_to(&mut self, tmp: NamedTempFile, out: &Path) -> Result<()> {
+        self.store.spill_to(tmp, out)
+    }
+
+    /// Ends spilling: the temporary file, if there was one, whose frozen blocks hold their nodes.
+    pub fn unspill(&mut self) -> Option<NamedTempFile> {
+        self.store.unspill()
+    }
+
+    /// Block `b`'s node is in the spill file (written, unchanged since).
+    pub fn is_frozen(&self, b: u64) -> bool {
+        self.store.is_frozen(b)
+    }
+
+    /// The spill file holds bytes at block `b` that are not its content (a frozen node since
+    /// changed or freed).
+    pub fn is_stale(&self, b: u64) -> bool {
+        self.store.is_stale(b)
     }
 
     pub fn inc(&mut self, b: u64) {
@@ -130,7 +169,7 @@ impl Tm {
         debug_assert!(*c > 0, "metadata block {b} count underflow");
         *c = c.saturating_sub(1);
         if *c == 0 {
-            self.nodes[b as usize] = None;
+            self.store.clear(b);
         }
     }
 
@@ -139,16 +178,22 @@ impl Tm {
     }
 
     pub fn node(&self, b: u64) -> &Node {
-        self.nodes[b as usize].as_deref().unwrap_or_else(|| panic!("metadata block {b} holds no node"))
+        self.store.get(b).unwrap_or_else(|| panic!("metadata block {b} holds no node"))
     }
 
     pub fn node_mut(&mut self, b: u64) -> &mut Node {
-        self.nodes[b as usize].as_deref_mut().unwrap_or_else(|| panic!("metadata block {b} holds no node"))
+        self.store.get_mut(b).unwrap_or_else(|| panic!("metadata block {b} holds no node"))
     }
 
-    /// Every block holding a node, with the node.
+    /// Every block holding a node, with the node (frozen ones read back: for tests).
     pub fn nodes(&self) -> impl Iterator<Item = (u64, &Node)> {
-        self.nodes.iter().enumerate().filter_map(|(b, n)| n.as_deref().map(|n| (b as u64, n)))
+        self.store.all()
+    }
+
+    /// Block `b`'s node if the image writer must still write it (in memory, not frozen in the
+    /// spill file).
+    pub fn unwritten_node(&self, b: u64) -> Option<&Node> {
+        self.store.in_memory(b)
     }
 
     /// Ends the transaction: blocks freed in it become allocatable, and every block in use will be
@@ -227,7 +272,7 @@ impl Tm {
             self.dec(b);
             return;
         }
-        let node = self.nodes[b as usize].take().unwrap_or_else(|| panic!("metadata block {b} holds no node"));
+        let node = self.store.take(b).unwrap_or_else(|| panic!("metadata block {b} holds no node"));
         if node.leaf {
             for v in node.values.chunks(node.value_size) {
                 self.dec_value(tree, v);

@@ -1,7 +1,7 @@
 //! A decoded btree node of the transaction manager, packed with the library's `pack_node` only when
 //! the image is written.
 
-use thinsend::btree::node::{max_entries, pack_node, Value};
+use thinsend::btree::node::{max_entries, pack_node, Value, HEADER_SIZE, LEAF_NODE};
 
 use super::Tree;
 
@@ -94,5 +94,17 @@ impl Node {
 
     pub fn pack(&self, block: u64) -> Vec<u8> {
         pack_node(block, self.leaf, self.value_size, &self.keys, &self.values)
+    }
+
+    /// The node `pack` made of these bytes (mkmeta's own spilled blocks, not untrusted input).
+    pub fn unpack(b: &[u8]) -> Node {
+        let le32 = |at: usize| u32::unpack(&b[at..]) as usize;
+        let leaf = le32(4) as u32 & LEAF_NODE != 0;
+        let (nr, value_size) = (le32(16), le32(24));
+        let mut n = Node::new(leaf, value_size);
+        let base = HEADER_SIZE + 8 * n.max();
+        n.keys.extend((0..nr).map(|i| u64::unpack(&b[HEADER_SIZE + 8 * i..])));
+        n.values.extend_from_slice(&b[base..base + nr * value_size]);
+        n
     }
 }
