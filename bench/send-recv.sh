@@ -12,16 +12,18 @@
 #      `cat` (warm) / `dd bs=1M iflag=direct` (cold), the OLD binary and, where THIN_SEND_BIN is given,
 #      thin-send-recv's thin_send (run with `-s` against the fake lvs/dmsetup/thin_dump/thin_delta of
 #      bench/fake-lvm/, whose LV reports the same loop device or pool data file as its lv_dm_path; its
-#      stream is first received with `recv --to` and compared with the volume): MB/s and CPU s/GB each
-#      (thin_send's CPU includes its lvs/dmsetup/thin_dump children), and the ratio new/thin_send;
+#      stream is first received with `recv --to` and compared with the volume; it always reads with
+#      O_DIRECT, so its warm and cold differ only by the load): MB/s and CPU s/GB each (thin_send's CPU
+#      includes its lvs/dmsetup/thin_dump children), and the ratios new/thin_send;
 #   2. recv of that stream (read by `cat` from a cached file) into a new file and into a loop device,
 #      against `dd bs=1M conv=fdatasync` writing the same bytes from the same kind of pipe to the
 #      same kind of target: throughput ratio (target >= 0.95);
 #   3. an incremental send thin 1 -> thin 2 with the pool data file dropped from the page cache first
 #      (POSIX_FADV_DONTNEED on that file only) and the metadata cached: the storage bytes the sender
 #      read (read_bytes of /proc/PID/io, which includes readahead) against the changed bytes.
-# Each timing is the best of BENCH_RUNS (default 3); in 1. the commands of a row take turns in each run. Needs thin_restore (thin-provisioning-tools),
-# python3, about 3 x BENCH_GIB GiB free in BENCH_DIR (default /var/tmp).
+# Each timing is the best of BENCH_RUNS (default 3); in 1. the commands of a row take turns in each
+# run. Needs thin_restore (thin-provisioning-tools), python3, about 3 x BENCH_GIB GiB free in
+# BENCH_DIR (default /var/tmp).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -99,13 +101,14 @@ LOOP=$(losetup -f --show --direct-io=on "$W/vol" 2>/dev/null || true)
 drop_cache() { python3 -c "import os,sys
 for p in sys.argv[1:]:
     fd=os.open(p,os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)" "$@"; }
-# one CMD: wall seconds of `CMD | cat >/dev/null` and CMD's own CPU seconds (user+sys, its children's too)
+# one CMD: wall seconds of `CMD | cat >/dev/null`, CMD's own CPU seconds (user+sys, its children's
+# too) and its exit status
 one() {
   local t0 t1
   t0=$(now)
-  /usr/bin/time -o "$W/cpu" -f '%U %S' $1 | cat >/dev/null
+  /usr/bin/time -o "$W/cpu" -f '%x %U %S' $1 | cat >/dev/null || true
   t1=$(now)
-  echo "$(echo "$t1 - $t0" | bc -l) $(awk '{print $1 + $2}' "$W/cpu")"
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -n 1 "$W/cpu" | awk '{print $2 + $3, $1}')"
 }
 # thin-send-recv's thin_send (THIN_SEND_BIN) against the fake LVM of bench/fake-lvm/: the LV bench/vol
 # reports the loop device as its lv_dm_path (what thin_send opens, O_DIRECT, and reads), bench/file the
@@ -135,7 +138,7 @@ cpugb() { echo "scale=2; $1 / ($VOL / 1000000000)" | bc -l; }
 # command (ref, thin_send bench/TSR_LV when given, old, new) run RUNS times in turn, the best wall
 # time and the least CPU of each kept
 src_row() {
-  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 tlv=${6:-} temp what cmd t c
+  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 tlv=${6:-} temp what cmd t c rc
   for temp in warm cold; do
     local -A bt=() bcpu=()
     local whats="ref"
@@ -151,7 +154,8 @@ src_row() {
           new) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
         esac
         if [ $temp = cold ]; then eval "$cold"; else $cmd >/dev/null 2>&1 || true; fi
-        read -r t c < <(one "$cmd")
+        read -r t c rc < <(one "$cmd")
+        [ "$rc" = 0 ] || { echo "bench: \`$cmd\` failed (exit status $rc)" >&2; exit 1; }
         if [ -z "${bt[$what]:-}" ] || [ "$(echo "$t < ${bt[$what]}" | bc -l)" = 1 ]; then bt[$what]=$t; fi
         if [ -z "${bcpu[$what]:-}" ] || [ "$(echo "$c < ${bcpu[$what]}" | bc -l)" = 1 ]; then bcpu[$what]=$c; fi
       done
