@@ -9,15 +9,21 @@
 #   1. full send of thin 1 through a pipe to `cat >/dev/null`, from the pool data file (--data) and
 #      from a loop device over the volume (--source, direct-io, what reading an LV looks like), warm
 #      and cold (the file dropped with POSIX_FADV_DONTNEED, the loop device with BLKFLSBUF), against
-#      `cat` (warm) / `dd bs=1M iflag=direct` (cold) and the OLD binary: MB/s and CPU s/GB each;
+#      `cat` (warm) / `dd bs=1M iflag=direct` (cold), the OLD binary and, where THIN_SEND_BIN is given,
+#      thin-send-recv's thin_send (run with `-s` against the fake lvs/dmsetup/thin_dump/thin_delta of
+#      bench/fake-lvm/, whose LV reports the same loop device or pool data file as its lv_dm_path; its
+#      stream is first received with `recv --to` and compared with the volume; it always reads with
+#      O_DIRECT, so its warm and cold differ only by the load): MB/s and CPU s/GB each (thin_send's CPU
+#      includes its lvs/dmsetup/thin_dump children), and the ratios new/thin_send;
 #   2. recv of that stream (read by `cat` from a cached file) into a new file and into a loop device,
 #      against `dd bs=1M conv=fdatasync` writing the same bytes from the same kind of pipe to the
 #      same kind of target: throughput ratio (target >= 0.95);
 #   3. an incremental send thin 1 -> thin 2 with the pool data file dropped from the page cache first
 #      (POSIX_FADV_DONTNEED on that file only) and the metadata cached: the storage bytes the sender
 #      read (read_bytes of /proc/PID/io, which includes readahead) against the changed bytes.
-# Each timing is the best of BENCH_RUNS (default 3). Needs thin_restore (thin-provisioning-tools),
-# python3, about 3 x BENCH_GIB GiB free in BENCH_DIR (default /var/tmp).
+# Each timing is the best of BENCH_RUNS (default 3); in 1. the commands of a row take turns in each
+# run. Needs thin_restore (thin-provisioning-tools), python3, about 3 x BENCH_GIB GiB free in
+# BENCH_DIR (default /var/tmp).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,7 +38,8 @@ cargo build --release --quiet
 BIN=$PWD/target/release/thinsend-native
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/thinsend-bench.XXXXXX")
-trap 'rm -rf "$W"' EXIT
+TSR_LOCK=""
+trap 'rm -rf "$W"; [ -z "$TSR_LOCK" ] || rm -f "$TSR_LOCK"' EXIT
 
 # --- the pool -------------------------------------------------------------------------------
 python3 - "$NB" "$NC" >"$W/pool.xml" <<'EOF'
@@ -90,44 +97,87 @@ OLD=${OLD:-/work/ref/thinsend-before}
 [ -x "$OLD" ] || OLD=""
 head -c "$VOL" "$W/data" >"$W/vol"   # the volume itself, for --source and the loop device
 LOOP=$(losetup -f --show --direct-io=on "$W/vol" 2>/dev/null || true)
-[ -n "$LOOP" ] && trap 'losetup -d "$LOOP"; rm -rf "$W"' EXIT
+[ -n "$LOOP" ] && trap 'losetup -d "$LOOP"; rm -rf "$W"; [ -z "$TSR_LOCK" ] || rm -f "$TSR_LOCK"' EXIT
 drop_cache() { python3 -c "import os,sys
 for p in sys.argv[1:]:
     fd=os.open(p,os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)" "$@"; }
-# one CMD: wall seconds of `CMD | cat >/dev/null` and CMD's own CPU seconds (user+sys)
+# one CMD: wall seconds of `CMD | cat >/dev/null`, CMD's own CPU seconds (user+sys, its children's
+# too) and its exit status
 one() {
   local t0 t1
   t0=$(now)
-  /usr/bin/time -o "$W/cpu" -f '%U %S' $1 | cat >/dev/null
+  /usr/bin/time -o "$W/cpu" -f '%x %U %S' $1 | cat >/dev/null || true
   t1=$(now)
-  echo "$(echo "$t1 - $t0" | bc -l) $(awk '{print $1 + $2}' "$W/cpu")"
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -n 1 "$W/cpu" | awk '{print $2 + $3, $1}')"
 }
-# src_row NAME SRC_ARGS REF_WARM REF_COLD COLD_CMD: warm and cold rows for one source
+# thin-send-recv's thin_send (THIN_SEND_BIN) against the fake LVM of bench/fake-lvm/: the LV bench/vol
+# reports the loop device as its lv_dm_path (what thin_send opens, O_DIRECT, and reads), bench/file the
+# pool data file (thin 1 maps data block N at block N, so both hold the volume's bytes at its offsets).
+TSR=${THIN_SEND_BIN:-}
+if [ -n "$TSR" ]; then
+  [ -x "$TSR" ] || { echo "bench: THIN_SEND_BIN=$TSR is not executable" >&2; exit 2; }
+  mkdir "$W/fake-lvm"
+  { echo "vg bench"; echo "pool pool $W/meta"; echo "lv file 1 $W/data"
+    [ -n "$LOOP" ] && echo "lv vol 1 $LOOP"; echo "state $W/fake-lvm"; } >"$W/fake-lvm/conf"
+  TSR_CMD="env PATH=$PWD/bench/fake-lvm:$PATH FAKE_LVM_CONF=$W/fake-lvm/conf $TSR -s"
+  # thin_send takes /var/run/thin-send-recv.lock (flock); remove it afterwards if it is ours
+  [ -e /var/run/thin-send-recv.lock ] || TSR_LOCK=/var/run/thin-send-recv.lock
+  # its stream must carry the volume's bytes (its LINBIT stream has no size: recv takes --size)
+  for lv in file ${LOOP:+vol}; do
+    $TSR_CMD "bench/$lv" | "$BIN" recv --to "$W/tsr.img" --size "$VOL" --quiet
+    cmp -s "$W/tsr.img" "$W/vol" || { echo "bench: thin_send's stream of bench/$lv differs from the volume" >&2; exit 1; }
+    rm -f "$W/tsr.img"
+  done
+  [ -e "$W/fake-lvm/metadata_snap" ] && { echo "bench: thin_send left the metadata snapshot reserved" >&2; exit 1; }
+  echo "   thin_send ($TSR, $($TSR -v)): its streams of the volume from the loop device and from the pool data file received and equal to the volume"
+fi
+# mbs SECS -> MB/s of the volume; cpugb CPU_SECS -> CPU s/GB of the volume
+mbs() { rate "$VOL" "$1"; }
+cpugb() { echo "scale=2; $1 / ($VOL / 1000000000)" | bc -l; }
+# src_row NAME SRC_ARGS REF_WARM REF_COLD COLD_CMD [TSR_LV]: warm and cold rows for one source, each
+# command (ref, thin_send bench/TSR_LV when given, old, new) run RUNS times in turn, the best wall
+# time and the least CPU of each kept
 src_row() {
-  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 temp ref bin
+  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 tlv=${6:-} temp what cmd t c rc
   for temp in warm cold; do
-    ref=$refw; [ $temp = cold ] && ref=$refc
-    local line="   $name $temp:"
-    for what in ref old new; do
-      case $what in
-        ref) cmd="$ref";;
-        old) [ -n "$OLD" ] || continue; cmd="$OLD send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
-        new) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
-      esac
-      if [ $temp = cold ]; then eval "$cold"; else $cmd >/dev/null 2>&1 || true; fi
-      read -r t c < <(one "$cmd")
-      line="$line $what $(rate "$VOL" "$t") MB/s $(echo "scale=2; $c / ($VOL / 1000000000)" | bc -l) CPU s/GB;"
+    local -A bt=() bcpu=()
+    local whats="ref"
+    [ -n "$TSR" ] && [ -n "$tlv" ] && whats="$whats tsr"
+    [ -n "$OLD" ] && whats="$whats old"
+    whats="$whats new"
+    for _ in $(seq "$RUNS"); do
+      for what in $whats; do
+        case $what in
+          ref) cmd=$refw; [ $temp = cold ] && cmd=$refc;;
+          tsr) cmd="$TSR_CMD bench/$tlv";;
+          old) cmd="$OLD send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
+          new) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
+        esac
+        if [ $temp = cold ]; then eval "$cold"; else $cmd >/dev/null 2>&1 || true; fi
+        read -r t c rc < <(one "$cmd")
+        [ "$rc" = 0 ] || { echo "bench: \`$cmd\` failed (exit status $rc)" >&2; exit 1; }
+        if [ -z "${bt[$what]:-}" ] || [ "$(echo "$t < ${bt[$what]}" | bc -l)" = 1 ]; then bt[$what]=$t; fi
+        if [ -z "${bcpu[$what]:-}" ] || [ "$(echo "$c < ${bcpu[$what]}" | bc -l)" = 1 ]; then bcpu[$what]=$c; fi
+      done
     done
+    local line="   $name $temp:"
+    for what in $whats; do
+      line="$line ${what/tsr/thin_send} $(mbs "${bt[$what]}") MB/s $(cpugb "${bcpu[$what]}") CPU s/GB;"
+    done
+    if [ -n "${bt[tsr]:-}" ]; then
+      line="$line new/thin_send: MB/s $(echo "scale=2; ${bt[tsr]} / ${bt[new]}" | bc -l)x, CPU $(echo "scale=2; ${bcpu[new]} / ${bcpu[tsr]}" | bc -l)x"
+    fi
     echo "$line"
   done
 }
 echo "1. full send of $VOL bytes through a pipe into cat >/dev/null (load: $(cut -d' ' -f1-3 /proc/loadavg)); CPU is the sender's (or cat's/dd's)"
-src_row "from the pool data file (--data)" "--data $W/data" "cat $W/data" "dd if=$W/data bs=1M iflag=direct status=none" "drop_cache $W/data"
+src_row "from the pool data file (--data)" "--data $W/data" "cat $W/data" "dd if=$W/data bs=1M iflag=direct status=none" "drop_cache $W/data" file
 if [ -n "$LOOP" ]; then
-  src_row "from a loop device (--source $LOOP, direct-io)" "--source $LOOP" "cat $LOOP" "dd if=$LOOP bs=1M iflag=direct status=none" "blockdev --flushbufs $LOOP; drop_cache $W/vol"
+  src_row "from a loop device (--source $LOOP, direct-io)" "--source $LOOP" "cat $LOOP" "dd if=$LOOP bs=1M iflag=direct status=none" "blockdev --flushbufs $LOOP; drop_cache $W/vol" vol
 else
   echo "   loop device: cannot attach one (needs root): skipped"
 fi
+echo "   (load after: $(cut -d' ' -f1-3 /proc/loadavg))"
 SEND="$BIN send --metadata $W/meta --data $W/data --thin-id 1 --size $VOL --quiet"
 STREAM_BYTES=$($SEND | wc -c)
 
@@ -149,7 +199,7 @@ rm -f "$W/out" "$W/out.dd"
 if [ -n "$LOOP" ]; then
   truncate -s "$VOL" "$W/tgt"
   TLOOP=$(losetup -f --show --direct-io=on "$W/tgt")
-  trap 'losetup -d "$LOOP"; losetup -d "$TLOOP"; rm -rf "$W"' EXIT
+  trap 'losetup -d "$LOOP"; losetup -d "$TLOOP"; rm -rf "$W"; [ -z "$TSR_LOCK" ] || rm -f "$TSR_LOCK"' EXIT
   t_dd=$(best_of "cat $W/raw | dd of=$TLOOP bs=1M iflag=fullblock conv=fdatasync status=none")
   BEFORE="rm -f $W/tstate"
   t_recv=$(best_of "cat $W/stream | $BIN recv --to $TLOOP --state-file $W/tstate --quiet")
