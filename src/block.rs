@@ -109,6 +109,14 @@ impl MetadataDev {
             Ok(m) => Backing::Map(m),
             Err(_) => Backing::Pread(file),
         };
+        // No read-around: a fault on a cold page would otherwise read the device's whole readahead
+        // window (8 MiB here) around it, which a walk of scattered 4 KiB nodes never uses; the walks
+        // ask for what they need themselves (`will_need`). A hint: a refusal changes nothing else.
+        let _ = match &backing {
+            Backing::Map(m) => m.advise(memmap2::Advice::Random),
+            Backing::Pread(f) => fadvise(f.as_raw_fd(), 0, 0, Advice::Random),
+            Backing::Mem(_) => Ok(()),
+        };
         Ok(MetadataDev { path, backing, nr_blocks: len / BLOCK_SIZE as u64 })
     }
 
