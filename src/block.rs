@@ -109,15 +109,24 @@ impl MetadataDev {
             Ok(m) => Backing::Map(m),
             Err(_) => Backing::Pread(file),
         };
-        // No read-around: a fault on a cold page would otherwise read the device's whole readahead
-        // window (8 MiB here) around it, which a walk of scattered 4 KiB nodes never uses; the walks
-        // ask for what they need themselves (`will_need`). A hint: a refusal changes nothing else.
-        let _ = match &backing {
-            Backing::Map(m) => m.advise(memmap2::Advice::Random),
-            Backing::Pread(f) => fadvise(f.as_raw_fd(), 0, 0, Advice::Random),
-            Backing::Mem(_) => Ok(()),
+        let dev = MetadataDev { path, backing, nr_blocks: len / BLOCK_SIZE as u64 };
+        dev.read_around(false);
+        Ok(dev)
+    }
+
+    /// Whether a read of a block not in the page cache also reads the device's readahead window
+    /// around it (8 MiB on some devices). Off from the open: the superblock and the walks that ask
+    /// for what they need (`will_need`) read scattered 4 KiB nodes and never use the rest. On for a
+    /// reader of whole trees without a plan of its own (a full diff), where the neighbours are
+    /// mostly its next nodes. A hint: a refusal changes nothing else.
+    pub fn read_around(&self, on: bool) {
+        let _ = match (&self.backing, on) {
+            (Backing::Map(m), true) => m.advise(memmap2::Advice::Normal),
+            (Backing::Map(m), false) => m.advise(memmap2::Advice::Random),
+            (Backing::Pread(f), true) => fadvise(f.as_raw_fd(), 0, 0, Advice::Normal),
+            (Backing::Pread(f), false) => fadvise(f.as_raw_fd(), 0, 0, Advice::Random),
+            (Backing::Mem(_), _) => Ok(()),
         };
-        Ok(MetadataDev { path, backing, nr_blocks: len / BLOCK_SIZE as u64 })
     }
 
     /// An image held in memory (tests, fuzzing); `name` stands for the path in messages.
