@@ -17,6 +17,16 @@ T=target/release/thinsend-native
 M=target/release/mkmeta
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# cpu_of CMD...: median CPU seconds (user + system, all threads) of REPEAT runs: less sensitive than
+# wall time to the load of other processes on a shared machine.
+cpu_of() {
+  for _ in $(seq "$REPEAT"); do
+    python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{r.ru_utime + r.ru_stime:.4f}")' "$@"
+  done | median
+}
 # time_of CMD...: median wall seconds of REPEAT runs, output to /dev/null
 time_of() {
   for _ in $(seq "$REPEAT"); do
@@ -25,8 +35,11 @@ time_of() {
   done | median
 }
 
-printf '%-28s %10s %10s %8s %10s %8s %8s %10s %s\n' scenario thin_delta full ratio changed ratio reads anon_MiB \
-  "${THIN_DELTA_RUST:+rust_delta changed_vs_rust}${OLD_BIN:+ old_changed old_vs_new}"
+# thin_delta 0.9.0 reads with O_DIRECT (its wall time includes device reads, its CPU time does not);
+# rayon's idle workers spin a little (our CPU time can exceed threads x wall on short runs).
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); cpu = CPU seconds (user + system) of thin_delta and of changed-only"
+printf '%-28s %10s %10s %8s %10s %8s %8s %10s %9s %9s %s\n' scenario thin_delta full ratio changed ratio reads anon_MiB \
+  cpu_td cpu_ch "${THIN_DELTA_RUST:+rust_delta changed_vs_rust}${OLD_BIN:+ old_changed old_vs_new}"
 run() { # NAME MAPPINGS WRITE_LINE
   local name=$1 n=$2 write=$3 img="$WORK/$1.img"
   cat > "$WORK/$name.spec" <<SPEC
@@ -48,6 +61,9 @@ SPEC
   ch=$(time_of "$T" diff --changed-only --snap1 2 --snap2 1 "$img")
   reads=$("$T" diff --changed-only --stats --snap1 2 --snap2 1 "$img" 2>&1 >/dev/null | sed 's/.*metadata_blocks_read=\([0-9]*\).*/\1/')
   anon=$(python3 bench/peak-anon.py "$T" diff --snap1 2 --snap2 1 "$img" 2>&1 | sed -n 's/peak_anon_kib=//p')
+  local ctd cch
+  ctd=$(REPEAT=1 cpu_of thin_delta --snap1 2 --snap2 1 "$img")
+  cch=$(cpu_of "$T" diff --changed-only --snap1 2 --snap2 1 "$img")
   local extra=""
   if [ -n "${THIN_DELTA_RUST:-}" ]; then
     local tr; tr=$(time_of "$THIN_DELTA_RUST" --snap1 2 --snap2 1 "$img")
@@ -57,9 +73,10 @@ SPEC
     local old; old=$(time_of "$OLD_BIN" diff --changed-only --snap1 2 --snap2 1 "$img")
     extra="$extra $(printf '%9.4fs %7.2fx' "$old" "$(awk -v a="$old" -v b="$ch" 'BEGIN{print a/b}')")"
   fi
-  printf '%-28s %9.3fs %9.3fs %7.1fx %9.4fs %7.0fx %8s %10.1f %s\n' "$name" "$td" "$full" \
+  printf '%-28s %9.3fs %9.3fs %7.1fx %9.4fs %7.0fx %8s %10.1f %8.3fs %8.4fs %s\n' "$name" "$td" "$full" \
     "$(awk -v a="$td" -v b="$full" 'BEGIN{print a/b}')" "$ch" "$(awk -v a="$td" -v b="$ch" 'BEGIN{print a/b}')" \
-    "$reads" "$(awk -v k="$anon" 'BEGIN{print k/1024}')" "$extra"
+    "$reads" "$(awk -v k="$anon" 'BEGIN{print k/1024}')" "$ctd" "$cch" \
+    "$extra"
 }
 for n in $SIZES; do
   run "runs16-256-$n" "$n" "write 1 random count=$((n / 100)) run=16..256 within=0+$n"

@@ -277,6 +277,12 @@ impl<'a> Cursor<'a> {
             check_range(self.dev, &node, lo, hi)?;
         }
         self.check_depth(&node, depth)?;
+        if node.is_leaf {
+            // Walks take sibling leaves in turn: the next one is loaded while this one is read.
+            if let Some(p) = self.stack.last().filter(|p| p.next < p.node.len()) {
+                self.dev.prefetch_cpu(p.node.child(p.next));
+            }
+        }
         self.stack.push(Frame { node, next: 0, hi });
         Ok(noted)
     }

@@ -68,6 +68,18 @@ impl<'a> Node<'a> {
         V::unpack(self.value_bytes(i))
     }
 
+    /// The raw keys of entries `i..i + n` (little-endian, 8 bytes each); fewer where the node ends.
+    pub fn key_run(&self, i: usize, n: usize) -> &[u8] {
+        let end = (i + n).min(self.nr);
+        &self.data[HEADER_SIZE + 8 * i.min(end)..HEADER_SIZE + 8 * end]
+    }
+
+    /// The raw values of entries `i..i + n`, `value_size` bytes each; fewer where the node ends.
+    pub fn value_run(&self, i: usize, n: usize) -> &[u8] {
+        let end = (i + n).min(self.nr);
+        &self.data[self.value_base + self.value_size * i.min(end)..self.value_base + self.value_size * end]
+    }
+
     /// Child block of an internal node.
     pub fn child(&self, i: usize) -> u64 {
         u64::unpack(self.value_bytes(i))
@@ -97,17 +109,41 @@ fn decode_checked(dev: &MetadataDev, b: u64, leaf_value_size: usize, is_root: Op
     if let Some(f) = is_root.and_then(|r| fill_fault(&node, r)) {
         return Err(dev.fault(b, f));
     }
-    let mut prev = None;
-    for i in 0..nr {
-        let k = node.key(i);
-        if let Some(p) = prev {
-            if k <= p {
-                return Err(dev.fault(b, Fault::KeysUnsorted { index: i as u32, prev: p, key: k }));
-            }
-        }
-        prev = Some(k);
+    if let Some((index, prev, key)) = unsorted(node.key_run(0, nr)) {
+        return Err(dev.fault(b, Fault::KeysUnsorted { index: index as u32, prev, key }));
     }
     Ok(node)
+}
+
+/// The first key of `keys` (raw little-endian words) not above its predecessor: its index, the
+/// predecessor and the key. One pass over the slice, for every node read.
+fn unsorted(keys: &[u8]) -> Option<(usize, u64, u64)> {
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    let mut words = keys.chunks_exact(8).map(word);
+    let mut prev = words.next()?;
+    for (i, k) in words.enumerate() {
+        if k <= prev {
+            return Some((i + 1, prev, k));
+        }
+        prev = k;
+    }
+    None
+}
+
+/// How many leading 8-byte words `a` and `b` have alike (up to the shorter one's whole words):
+/// long equal runs are compared a block of words at a time.
+pub fn equal_words(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 16;
+    let n = a.len().min(b.len()) / 8;
+    let (a, b) = (&a[..8 * n], &b[..8 * n]);
+    let mut i = 0;
+    while i + BLOCK <= n && a[8 * i..8 * (i + BLOCK)] == b[8 * i..8 * (i + BLOCK)] {
+        i += BLOCK;
+    }
+    while i < n && a[8 * i..8 * i + 8] == b[8 * i..8 * i + 8] {
+        i += 1;
+    }
+    i
 }
 
 /// The fill rule: a non-root internal node holds at least max_entries / 3 entries, and only a root
@@ -179,6 +215,48 @@ pub fn pack_node(block: u64, is_leaf: bool, value_size: usize, keys: &[u64], val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(w: &[u64]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn unsorted_finds_the_first_key_not_above_its_predecessor() {
+        assert_eq!(unsorted(&words(&[])), None);
+        assert_eq!(unsorted(&words(&[5])), None);
+        assert_eq!(unsorted(&words(&[1, 2, 3, 1 << 40])), None);
+        assert_eq!(unsorted(&words(&[1, 2, 2, 1])), Some((2, 2, 2)));
+        assert_eq!(unsorted(&words(&[1, 9, 3])), Some((2, 9, 3)));
+        // Compared as little-endian numbers, not as bytes: 256 > 1 though its first byte is 0.
+        assert_eq!(unsorted(&words(&[1, 256])), None);
+    }
+
+    #[test]
+    fn equal_words_counts_the_common_prefix_across_blocks() {
+        let a: Vec<u64> = (0..40).collect();
+        assert_eq!(equal_words(&words(&a), &words(&a)), 40);
+        for at in [0, 1, 15, 16, 17, 33, 39] {
+            let mut b = a.clone();
+            b[at] ^= 1 << 60;
+            assert_eq!(equal_words(&words(&a), &words(&b)), at, "first difference at {at}");
+        }
+        // The shorter side ends the count; a trailing partial word is never compared.
+        assert_eq!(equal_words(&words(&a[..20]), &words(&a)), 20);
+        assert_eq!(equal_words(&[1, 2, 3], &[1, 2, 3]), 0);
+    }
+
+    #[test]
+    fn runs_of_keys_and_values_end_at_the_node() {
+        let keys = [10u64, 20, 30];
+        let vals = words(&[100, 200, 300]);
+        let block = pack_node(7, true, 8, &keys, &vals);
+        let dev = MetadataDev::from_bytes("t.img", [vec![0; 7 * BLOCK_SIZE], block].concat()).unwrap();
+        let n = decode(&dev, 7, 8).unwrap();
+        assert_eq!(n.key_run(1, 5), &words(&[20, 30])[..]);
+        assert_eq!(n.value_run(0, 2), &words(&[100, 200])[..]);
+        assert_eq!(n.value_run(3, 2), &[] as &[u8]);
+        assert_eq!(n.key_run(9, 1), &[] as &[u8]);
+    }
 
     #[test]
     fn max_entries_match_the_kernel() {

@@ -26,20 +26,23 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    /// Asks for `blocks` (sorted, unique) in slices of `IN_FLIGHT / 2`, handing each block to `visit`
-    /// once its slice is asked for and the next slice is in flight too.
-    fn level(&mut self, dev: &MetadataDev, blocks: &[u64], mut visit: impl FnMut(u64)) {
+    /// Asks for `blocks` (sorted, unique) in slices of `IN_FLIGHT / 2`; with `wait`, waits for each
+    /// slice that had reads issued once the next slice is in flight too (which bounds what is in
+    /// flight). A slice found in the page cache is not touched: on a warm device a plan costs no
+    /// page faults, and the walk that follows, in parallel windows, takes them itself.
+    fn level(&mut self, dev: &MetadataDev, blocks: &[u64], wait: bool) {
         let chunks: Vec<&[u64]> = blocks.chunks(IN_FLIGHT / 2).collect();
-        let mut issued = 0;
-        if let Some(c) = chunks.first() {
-            issued += dev.will_need(c);
-        }
+        let mut issued = Vec::with_capacity(chunks.len());
+        issued.extend(chunks.first().map(|c| dev.will_need(c)));
         for (i, c) in chunks.iter().enumerate() {
             if let Some(n) = chunks.get(i + 1) {
-                issued += dev.will_need(n);
+                issued.push(dev.will_need(n));
             }
-            c.iter().for_each(|&b| visit(b));
+            if wait && issued[i] > 0 {
+                c.iter().for_each(|&b| dev.touch(b));
+            }
         }
+        let issued: u64 = issued.iter().sum();
         self.reads_issued += issued;
         self.levels_waited += u64::from(issued > 0);
         self.nodes += blocks.len() as u64;
@@ -112,7 +115,7 @@ fn diff_levels(dev: &MetadataDev, left: u64, right: u64) -> (Prefetch, Vec<Vec<u
     let mut r = Side { differing: vec![right], leftmost: Some(right) };
     for _ in 0..=MAX_DEPTH {
         let level = sorted(l.blocks().chain(r.blocks()).collect());
-        p.level(dev, &level, |b| dev.touch(b));
+        p.level(dev, &level, true);
         let (below_l, below_r) = (l.below(dev), r.below(dev));
         let n = level.len() as u64;
         levels.push(level);
@@ -146,7 +149,7 @@ pub fn tree(dev: &MetadataDev, root: u64, leaf_value_size: usize, stats: &mut Pr
         }
         let mut asked = sorted(level.clone());
         asked.truncate(IN_FLIGHT * 64);
-        stats.level(dev, &asked, |_| {});
+        stats.level(dev, &asked, false);
         let mut next = Vec::new();
         for &b in &level {
             next.extend(children(&decode(dev, b, leaf_value_size).ok()).unwrap_or_default());

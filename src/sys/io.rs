@@ -120,6 +120,7 @@ pub enum Advice {
     WillNeed,
     DontNeed,
     Random,
+    Normal,
 }
 
 /// `posix_fadvise`; a hint, so callers usually ignore its result.
@@ -128,6 +129,7 @@ pub fn fadvise(fd: RawFd, offset: u64, len: u64, advice: Advice) -> io::Result<(
         Advice::WillNeed => PosixFadviseAdvice::POSIX_FADV_WILLNEED,
         Advice::DontNeed => PosixFadviseAdvice::POSIX_FADV_DONTNEED,
         Advice::Random => PosixFadviseAdvice::POSIX_FADV_RANDOM,
+        Advice::Normal => PosixFadviseAdvice::POSIX_FADV_NORMAL,
     };
     fcntl::posix_fadvise(fd, offset as i64, len as i64, a).map_err(io::Error::from)
 }

@@ -127,6 +127,8 @@ pub fn delta<'a>(pool: &'a Pool, left: &Device, right: &Device, opts: Options) -
         (stats.reads_issued, stats.levels_waited) = (p.reads_issued, p.levels_waited);
         p.leaves >= PARALLEL_LEAVES
     } else {
+        // Every leaf of both trees is read, without a plan: the kernel's read-around fetches ahead.
+        dev.read_around(true);
         true
     };
     let parallel = many && !(opts.sequential || rayon::current_num_threads() < 2 || left.root == right.root);
