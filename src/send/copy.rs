@@ -9,13 +9,46 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
+use super::internal;
 use super::out::{out_error, Out};
 use super::plan::{Emit, Step, Steps};
-use super::{internal, CopyMode};
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
 use crate::stream::RecordWriter;
+
+/// How native DATA payloads reach the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyMode {
+    /// Read once by a reader thread (one per core when compressing), checked for zero blocks,
+    /// checksummed and compressed there; uncompressed bytes go into the stream by splice from a
+    /// private pipe they were read through (`piped`), compressed ones are written by a writer thread.
+    #[default]
+    Buffered,
+    /// As `Buffered`, but uncompressed bytes are written from the buffer too (kept for benchmarks).
+    BufferedWrite,
+    /// pread into a buffer for the crc, then splice the same range from the source (reads twice; no
+    /// zero elision, no compression: kept for benchmarks).
+    SpliceAfterRead,
+    /// pread into a buffer, crc, write the buffer.
+    ReadWrite,
+    /// splice into a private pipe, tee it to a second pipe that is read for the crc, then splice
+    /// the first pipe into the stream.
+    Tee,
+}
+
+impl CopyMode {
+    /// `THINSEND_COPY=splice|readwrite|tee|buffered` picks an older mode (for benchmarks).
+    pub fn from_env() -> Self {
+        match std::env::var("THINSEND_COPY").as_deref() {
+            Ok("splice") => CopyMode::SpliceAfterRead,
+            Ok("readwrite") => CopyMode::ReadWrite,
+            Ok("tee") => CopyMode::Tee,
+            Ok("buffered") => CopyMode::BufferedWrite,
+            _ => CopyMode::Buffered,
+        }
+    }
+}
 
 /// The data source, opened read-only.
 pub(crate) struct Source {
