@@ -117,8 +117,10 @@ impl MetadataDev {
     /// Whether a read of a block not in the page cache also reads the device's readahead window
     /// around it (8 MiB on some devices). Off from the open: the superblock and the walks that ask
     /// for what they need (`will_need`) read scattered 4 KiB nodes and never use the rest. On for a
-    /// reader of whole trees without a plan of its own (a full diff), where the neighbours are
-    /// mostly its next nodes. A hint: a refusal changes nothing else.
+    /// reader of whole trees (a full diff, dump, ls, check), where the neighbours are mostly its
+    /// next nodes; on a mapping, off also stops the fault-around that maps a fault's cached
+    /// neighbours with it (a warm dump at 2x10M took 0.87 s instead of 0.61 s without it). A hint:
+    /// a refusal changes nothing else.
     pub fn read_around(&self, on: bool) {
         let _ = match (&self.backing, on) {
             (Backing::Map(m), true) => m.advise(memmap2::Advice::Normal),

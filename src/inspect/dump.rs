@@ -42,6 +42,8 @@ impl Run {
 
 /// Groups one device's mappings into thin_dump's runs.
 pub fn runs<'a>(pool: &'a Pool, d: &Device) -> impl Iterator<Item = Result<Run>> + 'a {
+    // A whole tree: the kernel's read-around and fault-around fetch the next nodes too.
+    pool.dev.read_around(true);
     let single = |m: Result<(u64, BlockTime)>| {
         m.map(|(k, BlockTime { data_block, time })| Run { origin_begin: k, data_begin: data_block, length: 1, time })
     };

@@ -87,6 +87,8 @@ pub struct Row {
 pub fn rows(pool: &Pool) -> Result<Vec<Row>> {
     // Memory follows the blocks mapped (sparse counts), not the data device's size.
     let mut uses = Counts::default();
+    // Whole trees: the kernel's read-around and fault-around fetch the next nodes too.
+    pool.dev.read_around(true);
     for d in &pool.devices {
         for m in mappings(&pool.dev, d.root) {
             uses.inc(m?.1.data_block);

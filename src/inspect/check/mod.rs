@@ -219,6 +219,8 @@ pub fn check(dev: &MetadataDev) -> Report {
 
 /// [`check`], limited as `opts` says.
 pub fn check_with(dev: &MetadataDev, opts: Options) -> Report {
+    // Whole trees: the kernel's read-around and fault-around fetch the next nodes too.
+    dev.read_around(true);
     let mut report = Report::default();
     let sb = match superblock::read_at(dev, SUPERBLOCK_LOCATION) {
         Ok(sb) => sb,
