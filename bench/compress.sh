@@ -14,6 +14,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 GIB=${BENCH_GIB:-4}
 RUNS=${BENCH_RUNS:-2}
 BS=65536
@@ -25,15 +26,7 @@ if [ -z "${BIN:-}" ]; then cargo build --release --quiet; BIN=$PWD/target/releas
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/thinsend-zbench.XXXXXX")
 trap 'rm -rf "$W"' EXIT
-cat >"$W/pool.xml" <<XML
-<superblock uuid="" time="1" transaction="1" flags="0" version="2" data_block_size="128" nr_data_blocks="$NB">
-  <device dev_id="1" mapped_blocks="$NB" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="0" length="$NB" time="0"/>
-  </device>
-</superblock>
-XML
-truncate -s 64M "$W/meta"
-thin_restore -q -i "$W/pool.xml" -o "$W/meta" >/dev/null 2>&1 || thin_restore -i "$W/pool.xml" -o "$W/meta" >/dev/null
+bench_pool "$W" "$NB" 0
 # 32 MiB of random bytes, then 32 MiB of text (numbered log-like lines), repeated.
 head -c $((32 << 20)) /dev/urandom >"$W/rand"
 python3 - "$W/text" <<'PY'

@@ -13,6 +13,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 GIB=${BENCH_GIB:-4}
 KILLS=${BENCH_KILLS:-10}
 SEED=${BENCH_SEED:-11}
@@ -29,35 +30,8 @@ W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/thinsend-resume.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
 # --- the pool: thin 1 maps the whole volume, thin 2 rewrites every 100th block ----------------
-python3 - "$NB" "$NC" >"$W/pool.xml" <<'EOF'
-import sys
-nb, nc = int(sys.argv[1]), int(sys.argv[2])
-step = nb // nc
-out = ['<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="%d">' % (nb + nc)]
-out.append('  <device dev_id="1" mapped_blocks="%d" transaction="0" creation_time="0" snap_time="1">' % nb)
-out.append('    <range_mapping origin_begin="0" data_begin="0" length="%d" time="0"/>' % nb)
-out.append('  </device>')
-out.append('  <device dev_id="2" mapped_blocks="%d" transaction="1" creation_time="1" snap_time="1">' % nb)
-b = 0
-for k in range(nc):
-    c = k * step + step // 2
-    if c > b:
-        out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (b, b, c - b))
-    out.append('    <single_mapping origin_block="%d" data_block="%d" time="1"/>' % (c, nb + k))
-    b = c + 1
-if b < nb:
-    out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (b, b, nb - b))
-out.append('  </device>')
-out.append('</superblock>')
-print("\n".join(out))
-EOF
-truncate -s 64M "$W/meta"
-thin_restore -q -i "$W/pool.xml" -o "$W/meta" 2>/dev/null || thin_restore -i "$W/pool.xml" -o "$W/meta" >/dev/null
-# Random data; the seed file is 64 MiB, so blocks repeat every 64 MiB (fine: only sha256 matters).
-head -c $((64 << 20)) /dev/urandom >"$W/seed"
-for _ in $(seq $(((NB + NC + 1023) / 1024))); do cat "$W/seed"; done >"$W/data"
-truncate -s $(((NB + NC) * BS)) "$W/data"
-rm "$W/seed"
+bench_pool "$W" "$NB" "$NC"
+bench_random_data "$W/data" $((NB + NC))
 VOL=$((NB * BS))
 
 # The images' sha256: thin 1 is the first VOL bytes of the data file; thin 2 has its changed
@@ -100,7 +74,7 @@ EOF
 run() {
   local name=$1 want=$2 target=$3; shift 3
   local stream total=0 kills=$KILLS attempt=0 tok="" t0 t1 cut done=0 sent
-  stream=$("$BIN" "$@" --dry-run | tail -1 | sed 's/.*; \([0-9]*\) stream bytes/\1/')
+  stream=$("$BIN" "$@" --dry-run | sed -n 's/.*; \([0-9]*\) stream bytes$/\1/p')
   t0=$(date +%s.%N)
   while :; do
     attempt=$((attempt + 1))

@@ -27,6 +27,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 GIB=${BENCH_GIB:-4}
 RUNS=${BENCH_RUNS:-3}
 BS=65536
@@ -42,34 +43,8 @@ TSR_LOCK=""
 trap 'rm -rf "$W"; [ -z "$TSR_LOCK" ] || rm -f "$TSR_LOCK"' EXIT
 
 # --- the pool -------------------------------------------------------------------------------
-python3 - "$NB" "$NC" >"$W/pool.xml" <<'EOF'
-import sys
-nb, nc = int(sys.argv[1]), int(sys.argv[2])
-step = nb // nc
-out = ['<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="%d">' % (nb + nc)]
-out.append('  <device dev_id="1" mapped_blocks="%d" transaction="0" creation_time="0" snap_time="1">' % nb)
-out.append('    <range_mapping origin_begin="0" data_begin="0" length="%d" time="0"/>' % nb)
-out.append('  </device>')
-out.append('  <device dev_id="2" mapped_blocks="%d" transaction="1" creation_time="1" snap_time="1">' % nb)
-b = 0
-for k in range(nc):
-    c = k * step + step // 2          # the changed block
-    if c > b:
-        out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (b, b, c - b))
-    out.append('    <single_mapping origin_block="%d" data_block="%d" time="1"/>' % (c, nb + k))
-    b = c + 1
-if b < nb:
-    out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (b, b, nb - b))
-out.append('  </device>')
-out.append('</superblock>')
-print("\n".join(out))
-EOF
-truncate -s 64M "$W/meta"
-thin_restore -q -i "$W/pool.xml" -o "$W/meta" 2>/dev/null || thin_restore -i "$W/pool.xml" -o "$W/meta" >/dev/null
-head -c $((64 << 20)) /dev/urandom >"$W/seed"
-for _ in $(seq $(((NB + NC + 1023) / 1024))); do cat "$W/seed"; done >"$W/data"
-truncate -s $(((NB + NC) * BS)) "$W/data"   # exactly the pool's data area, as a data device is
-rm "$W/seed"
+bench_pool "$W" "$NB" "$NC"
+bench_random_data "$W/data" $((NB + NC))   # exactly the pool's data area, as a data device is
 DATA_BYTES=$(stat -c %s "$W/data")
 VOL=$((NB * BS))
 

@@ -17,6 +17,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 GIB=${BENCH_GIB:-4}
 RUNS=${BENCH_RUNS:-3}
 BS=65536
@@ -29,18 +30,8 @@ BIN=$PWD/target/release/thinsend-native
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/thinsend-verify-bench.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
-cat >"$W/pool.xml" <<XML
-<superblock uuid="" time="1" transaction="1" flags="0" version="2" data_block_size="128" nr_data_blocks="$NB">
-  <device dev_id="1" mapped_blocks="$NB" transaction="0" creation_time="0" snap_time="0">
-    <range_mapping origin_begin="0" data_begin="0" length="$NB" time="0"/>
-  </device>
-</superblock>
-XML
-truncate -s 64M "$W/meta"
-thin_restore -q -i "$W/pool.xml" -o "$W/meta" 2>/dev/null || thin_restore -i "$W/pool.xml" -o "$W/meta" >/dev/null
-head -c $((64 << 20)) /dev/urandom >"$W/seed"
-for _ in $(seq $((NB / 1024))); do cat "$W/seed"; done >"$W/data"
-rm "$W/seed"
+bench_pool "$W" "$NB" 0
+bench_random_data "$W/data" "$NB"
 cp "$W/data" "$W/replica"
 VOL=$((NB * BS))
 

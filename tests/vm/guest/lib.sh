@@ -104,3 +104,19 @@ W
   done
   echo "ok: sshd (dropbear) on 127.0.0.1:2222, root key login works"
 }
+
+# vmt_sync_helpers: the functions the sync scenarios share, defined in the caller's shell (after
+# vmt_sshd): tsync (sync through the guest's ssh server), sha LV (activated, its sha256), field NAME
+# FILE (a JSON field's value), sync_snaps VG LV (the sync snapshots of LV in VG, sorted) and equal
+# SRC_SNAP DST_LV WHAT (their sha256 equal, or the scenario fails).
+vmt_sync_helpers() {
+  tsync() { thinsend-native sync --ssh-cmd "$VMT_SSH_CMD" --remote-bin "$VMT_REMOTE_BIN" "$@"; }
+  sha() { lvchange -q -ay -K "$1"; sha256sum "/dev/$1" | cut -d' ' -f1; }
+  field() { grep -o "\"$1\":[^,}]*" "$2" | head -1 | cut -d: -f2- | tr -d '"'; }
+  sync_snaps() { lvs --noheadings -o lv_name -S "lv_tags=thinsend.sync.of.$2" "$1" | tr -d ' ' | sort; }
+  equal() {
+    a=$(sha "$1"); b=$(sha "$2")
+    [ "$a" = "$b" ] || vmt_fail "$3: $2 ($b) != $1 ($a)"
+    echo "ok: $3: $2 = $1 ($a)"
+  }
+}

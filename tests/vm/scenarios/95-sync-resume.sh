@@ -9,9 +9,7 @@ vmt_thin_pool vga/pool 512M 64k
 vmt_thin_pool vgb/pool 512M 64k
 vmt_sshd
 H=root@127.0.0.1
-tsync() { thinsend-native sync --ssh-cmd "$VMT_SSH_CMD" --remote-bin "$VMT_REMOTE_BIN" "$@"; }
-sha() { lvchange -q -ay -K "$1"; sha256sum "/dev/$1" | cut -d' ' -f1; }
-field() { grep -o "\"$1\":[^,}]*" "$2" | head -1 | cut -d: -f2- | tr -d '"'; }
+vmt_sync_helpers
 lvcreate -q -V 128M -T vga/pool -n d
 vmt_pattern_write /dev/vga/d 0 30000 d 1      # ~117 MiB to send
 

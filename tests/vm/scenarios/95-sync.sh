@@ -12,15 +12,7 @@ vmt_thin_pool vgb/pool 256M 64k
 vmt_thin_pool vgb/pool2 16M 64k
 vmt_sshd
 H=root@127.0.0.1
-tsync() { thinsend-native sync --ssh-cmd "$VMT_SSH_CMD" --remote-bin "$VMT_REMOTE_BIN" "$@"; }
-sha() { lvchange -q -ay -K "$1"; sha256sum "/dev/$1" | cut -d' ' -f1; }
-field() { grep -o "\"$1\":[^,}]*" "$2" | head -1 | cut -d: -f2- | tr -d '"'; }
-sync_snaps() { lvs --noheadings -o lv_name -S "lv_tags=thinsend.sync.of.$2" "$1" | tr -d ' ' | sort; }
-equal() { # SRC_SNAP DST_LV WHAT
-  a=$(sha "$1"); b=$(sha "$2")
-  [ "$a" = "$b" ] || vmt_fail "$3: $2 ($b) != $1 ($a)"
-  echo "ok: $3: $2 = $1 ($a)"
-}
+vmt_sync_helpers
 
 lvcreate -q -V 64M -T vga/pool -n d
 vmt_pattern_write /dev/vga/d 0 4000 d 1
