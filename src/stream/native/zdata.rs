@@ -21,20 +21,50 @@ const WINDOW_LOG_MAX: u32 = 24;
 /// Compresses record payloads at one zstd level.
 pub struct Packer {
     c: Compressor<'static>,
+    /// Where the probes of [`Packer::worth_trying`] are compressed.
+    probe: Vec<u8>,
 }
+
+/// A record at least this long is probed before it is compressed whole.
+const PROBE_FROM: usize = 256 << 10;
+/// Probes: this many bytes at each of these fractions of the record.
+const PROBE_LEN: usize = 16 << 10;
+const PROBES: usize = 4;
 
 impl Packer {
     pub fn new(level: i32) -> std::io::Result<Self> {
         let mut c = Compressor::new(level)?;
         c.include_checksum(true)?;
         c.include_contentsize(true)?;
-        Ok(Packer { c })
+        Ok(Packer { c, probe: Vec::new() })
+    }
+
+    /// Whether `raw` may shrink: a long record is compressed whole only if one of [`PROBES`] samples
+    /// of it (at its start and at each quarter) shrinks by 3 % or more. Incompressible data (random,
+    /// already compressed, encrypted) then costs a sixteenth of a failed attempt at the whole.
+    fn worth_trying(&mut self, raw: &[u8]) -> bool {
+        if raw.len() < PROBE_FROM {
+            return true;
+        }
+        self.probe.resize(PROBE_LEN + PROBE_LEN / 2, 0);
+        (0..PROBES).any(|i| {
+            let at = raw.len() / PROBES * i;
+            let sample = &raw[at..(at + PROBE_LEN).min(raw.len())];
+            match self.c.compress_to_buffer(sample, &mut self.probe) {
+                Ok(n) => n < sample.len() / 100 * 97,
+                Err(_) => false,
+            }
+        })
     }
 
     /// Appends `raw`'s ZDATA payload to `out` when it is smaller than `raw` and returns its
-    /// length; `None` (and `out` as it was) when it is not: the record goes raw.
+    /// length; `None` (and `out` as it was) when it is not, or when its probes say it will not
+    /// be: the record goes raw.
     pub fn pack(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Option<usize> {
         let room = raw.len().checked_sub(PREFIX + 1).filter(|r| *r > 0)?;
+        if !self.worth_trying(raw) {
+            return None;
+        }
         let base = out.len();
         out.resize(base + PREFIX + room, 0);
         match self.c.compress_to_buffer(raw, &mut out[base + PREFIX..]) {
@@ -102,6 +132,36 @@ mod tests {
 
     fn text(n: usize) -> Vec<u8> {
         (0..n).map(|i| b"thin volumes, "[i % 14]).collect()
+    }
+
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_record_is_compressed_whole_when_any_probe_shrinks() {
+        let mut p = Packer::new(3).unwrap();
+        let n = 1 << 20;
+        let mut z = Vec::new();
+        assert_eq!(p.pack(&noise(n, 1), &mut z), None, "all probes incompressible: raw");
+        assert!(z.is_empty());
+        // Text only in the third quarter: one probe shrinks, so the whole record is compressed.
+        let mut mixed = noise(n, 2);
+        mixed[n / 2..n * 3 / 4].copy_from_slice(&text(n / 4));
+        let w = p.pack(&mixed, &mut z).expect("a probe shrank: compressed");
+        assert!(w < n * 9 / 10, "{w}");
+        assert_eq!(Unpacker::default().unpack(&z).unwrap(), &mixed[..]);
+        // Text only between the probes: not found, sent raw (the price of probing).
+        let mut hidden = noise(n, 3);
+        hidden[PROBE_LEN..n / 4].copy_from_slice(&text(n / 4 - PROBE_LEN));
+        assert_eq!(p.pack(&hidden, &mut Vec::new()), None);
     }
 
     #[test]
