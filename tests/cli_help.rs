@@ -110,6 +110,7 @@ fn completion_scripts_name_every_subcommand() {
         for sub in subcommands() {
             assert!(script.contains(&sub), "completions {shell} lacks {sub}");
         }
+        assert!(!script.contains("sync-agent"), "completions {shell} offer the internal sync-agent");
     }
     let (ok, _, err) = run(&["completions", "tcsh"]);
     assert!(!ok && err.contains("invalid value 'tcsh'"), "{err}");

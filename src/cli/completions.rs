@@ -45,6 +45,7 @@ pub struct ManArgs {
 pub fn completions(a: CompletionsArgs, mut cmd: Command) -> Result<ExitCode, Error> {
     // Generated into memory first: clap_complete panics on a failed write, a closed pipe must not.
     let mut script = Vec::new();
+    cmd = visible(cmd);
     clap_complete::generate(a.shell, &mut cmd, BIN, &mut script);
     if a.shell == Shell::Bash {
         script = fix_bash_arms(&String::from_utf8_lossy(&script), BIN).into_bytes();
@@ -56,6 +57,21 @@ pub fn completions(a: CompletionsArgs, mut cmd: Command) -> Result<ExitCode, Err
 }
 
 const BIN: &str = "thinsend-native";
+
+/// `cmd` without its hidden subcommands (the internal `sync-agent`): clap_complete offers hidden
+/// subcommands in zsh and fish, and clap cannot remove a subcommand, so the top level is rebuilt
+/// from its parts (what a completion script uses: name, version, about, arguments, subcommands).
+fn visible(cmd: Command) -> Command {
+    let mut top = Command::new(BIN);
+    if let Some(about) = cmd.get_about() {
+        top = top.about(about.clone());
+    }
+    if cmd.get_version().is_some() {
+        top = top.version(env!("CARGO_PKG_VERSION"));
+    }
+    top = top.args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned());
+    top.subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+}
 
 /// clap_complete's bash script spells a subcommand's state `thinsend__native__subcmd__send` in its
 /// dispatch loop but `thinsend__subcmd__native__subcmd__send` in the case arms when the program
@@ -168,6 +184,19 @@ mod tests {
         assert!(states.contains(&"thinsend__native__subcmd__send"), "{states:?}");
         for state in states.iter().filter(|s| !s.is_empty()) {
             assert!(script.contains(&format!("        {state})\n")), "no case arm for {state}");
+        }
+    }
+
+    /// No shell is offered a hidden subcommand; every visible one is there.
+    #[test]
+    fn completions_leave_out_hidden_subcommands() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut c = visible(cmd());
+            let mut raw = Vec::new();
+            clap_complete::generate(shell, &mut c, "tool", &mut raw);
+            let script = String::from_utf8(raw).unwrap();
+            assert!(!script.contains("secret"), "{shell}: {script}");
+            assert!(script.contains("one") && script.contains("two"), "{shell}: {script}");
         }
     }
 
