@@ -9,7 +9,9 @@
 #   1. full send of thin 1 through a pipe to `cat >/dev/null`, from the pool data file (--data) and
 #      from a loop device over the volume (--source, direct-io, what reading an LV looks like), warm
 #      and cold (the file dropped with POSIX_FADV_DONTNEED, the loop device with BLKFLSBUF), against
-#      `cat` (warm) / `dd bs=1M iflag=direct` (cold), the OLD binary and, where THIN_SEND_BIN is given,
+#      `cat` (warm) / `dd bs=1M iflag=direct` (cold), for the loop device also four such dd at once
+#      (one per quarter: what the device gives four direct readers, the sender's ceiling), the OLD
+#      binary and, where THIN_SEND_BIN is given,
 #      thin-send-recv's thin_send (run with `-s` against the fake lvs/dmsetup/thin_dump/thin_delta of
 #      bench/fake-lvm/, whose LV reports the same loop device or pool data file as its lv_dm_path; its
 #      stream is first received with `recv --to` and compared with the volume; it always reads with
@@ -113,10 +115,11 @@ cpugb() { echo "scale=2; $1 / ($VOL / 1000000000)" | bc -l; }
 # command (ref, thin_send bench/TSR_LV when given, old, new) run RUNS times in turn, the best wall
 # time and the least CPU of each kept
 src_row() {
-  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 tlv=${6:-} temp what cmd t c rc
+  local name=$1 args=$2 refw=$3 refc=$4 cold=$5 tlv=${6:-} refp=${7:-} temp what cmd t c rc
   for temp in warm cold; do
     local -A bt=() bcpu=()
     local whats="ref"
+    [ -n "$refp" ] && whats="$whats par"
     [ -n "$TSR" ] && [ -n "$tlv" ] && whats="$whats tsr"
     [ -n "$OLD" ] && whats="$whats old"
     whats="$whats new"
@@ -124,6 +127,7 @@ src_row() {
       for what in $whats; do
         case $what in
           ref) cmd=$refw; [ $temp = cold ] && cmd=$refc;;
+          par) cmd=$refp;;
           tsr) cmd="$TSR_CMD bench/$tlv";;
           old) cmd="$OLD send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
           new) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
@@ -137,10 +141,14 @@ src_row() {
     done
     local line="   $name $temp:"
     for what in $whats; do
-      line="$line ${what/tsr/thin_send} $(mbs "${bt[$what]}") MB/s $(cpugb "${bcpu[$what]}") CPU s/GB;"
+      local label=${what/tsr/thin_send}
+      line="$line ${label/par/4x dd} $(mbs "${bt[$what]}") MB/s $(cpugb "${bcpu[$what]}") CPU s/GB;"
     done
     if [ -n "${bt[tsr]:-}" ]; then
       line="$line new/thin_send: MB/s $(echo "scale=2; ${bt[tsr]} / ${bt[new]}" | bc -l)x, CPU $(echo "scale=2; ${bcpu[new]} / ${bcpu[tsr]}" | bc -l)x"
+    fi
+    if [ -n "${bt[par]:-}" ]; then
+      line="$line new/4x dd: MB/s $(echo "scale=2; ${bt[par]} / ${bt[new]}" | bc -l)x"
     fi
     echo "$line"
   done
@@ -148,7 +156,11 @@ src_row() {
 echo "1. full send of $VOL bytes through a pipe into cat >/dev/null (load: $(cut -d' ' -f1-3 /proc/loadavg)); CPU is the sender's (or cat's/dd's)"
 src_row "from the pool data file (--data)" "--data $W/data" "cat $W/data" "dd if=$W/data bs=1M iflag=direct status=none" "drop_cache $W/data" file
 if [ -n "$LOOP" ]; then
-  src_row "from a loop device (--source $LOOP, direct-io)" "--source $LOOP" "cat $LOOP" "dd if=$LOOP bs=1M iflag=direct status=none" "blockdev --flushbufs $LOOP; drop_cache $W/vol" vol
+  # what the device gives to four direct readers at once, one per quarter (the sender keeps four
+  # reads in flight): the ceiling of a send from it
+  Q=$((VOL / 4 / 1048576))
+  PAR_DD="for i in 0 1 2 3; do dd if=$LOOP of=/dev/null bs=1M iflag=direct skip=\$((i * $Q)) count=$Q status=none & done; wait"
+  src_row "from a loop device (--source $LOOP, direct-io)" "--source $LOOP" "cat $LOOP" "dd if=$LOOP bs=1M iflag=direct status=none" "blockdev --flushbufs $LOOP; drop_cache $W/vol" vol "$PAR_DD"
 else
   echo "   loop device: cannot attach one (needs root): skipped"
 fi
