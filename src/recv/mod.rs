@@ -124,11 +124,17 @@ fn apply(sink: &mut dyn Apply, input: RawFd, opts: &Options, to: &Path) -> Resul
 }
 
 /// A symlink to an image file: receive into the image, keep the link. (Block devices keep the
-/// name given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.)
+/// name given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.) A link
+/// that leads nowhere is refused before any byte is read: the file would have to be created through
+/// it.
 fn resolve(to: &Path) -> Result<PathBuf> {
     match (std::fs::symlink_metadata(to), std::fs::metadata(to)) {
         (Ok(l), Ok(m)) if l.file_type().is_symlink() && m.is_file() => {
             std::fs::canonicalize(to).map_err(|e| Error::io(to, e))
+        }
+        (Ok(l), Err(e)) if l.file_type().is_symlink() && e.kind() == std::io::ErrorKind::NotFound => {
+            let link = std::fs::read_link(to).map_err(|e| Error::io(to, e))?;
+            Err(RecvError::DanglingLink { target: to.to_path_buf(), link }.into())
         }
         _ => Ok(to.to_path_buf()),
     }
@@ -184,6 +190,19 @@ mod tests {
 
     fn linbit() -> Start {
         Start::new(Format::Linbit11, None, None)
+    }
+
+    #[test]
+    fn a_link_to_a_file_is_followed_and_a_link_to_nothing_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (img, link, dangling) = (d.path().join("a.img"), d.path().join("l"), d.path().join("x"));
+        std::fs::write(&img, b"x").unwrap();
+        std::os::unix::fs::symlink(&img, &link).unwrap();
+        std::os::unix::fs::symlink(d.path().join("missing"), &dangling).unwrap();
+        assert_eq!(resolve(&link).unwrap(), std::fs::canonicalize(&img).unwrap());
+        let e = resolve(&dangling).unwrap_err().to_string();
+        assert!(e.contains("a symbolic link to") && e.contains("missing") && e.contains("not followed"), "{e}");
+        assert_eq!(resolve(&d.path().join("new.img")).unwrap(), d.path().join("new.img"));
     }
 
     #[test]
