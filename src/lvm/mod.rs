@@ -52,12 +52,37 @@ impl ThinLv {
     }
 }
 
-/// `vg/lv` or `/dev/vg/lv` -> (vg, lv).
+/// `vg/lv` or `/dev/vg/lv` -> (vg, lv), each a name LVM accepts: checked here, before any command
+/// runs, so that a mistyped or hostile name is one clear usage error and never reaches an LVM
+/// command line (where a leading '-' would read as an option).
 pub fn split_name(name: &str) -> Result<(String, String)> {
     let n = name.strip_prefix("/dev/").unwrap_or(name);
     match n.split_once('/') {
-        Some((vg, lv)) if !vg.is_empty() && !lv.is_empty() && !lv.contains('/') => Ok((vg.into(), lv.into())),
+        Some((vg, lv)) if !vg.is_empty() && !lv.is_empty() && !lv.contains('/') => {
+            for (what, part) in [("VG", vg), ("LV", lv)] {
+                if let Some(why) = bad_name(part) {
+                    return Err(Error::Usage(format!("{name}: invalid {what} name: {why}")));
+                }
+            }
+            Ok((vg.into(), lv.into()))
+        }
         _ => Err(Error::Usage(format!("{name}: expected VG/LV"))),
+    }
+}
+
+/// Why LVM would refuse `part` as a VG or LV name (lvm(8), VALID NAMES), or None.
+fn bad_name(part: &str) -> Option<&'static str> {
+    const MAX: usize = 127;
+    if part.len() > MAX {
+        Some("longer than 127 characters")
+    } else if part.starts_with('-') {
+        Some("it may not start with '-'")
+    } else if part == "." || part == ".." {
+        Some("'.' and '..' are not names")
+    } else if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b)) {
+        Some("only a-z A-Z 0-9 + _ . - are allowed")
+    } else {
+        None
     }
 }
 
@@ -113,6 +138,7 @@ pub fn run(cmd: &mut Command) -> Result<String> {
 
 /// `vg/lv` or `/dev/vg/lv` -> the LV's facts; refuses anything but a thin LV.
 pub fn thin_lv(name: &str) -> Result<ThinLv> {
+    split_name(name)?;
     let name = name.strip_prefix("/dev/").unwrap_or(name);
     let out = run(Command::new("lvs").args(lvs_thin_args(name)))?;
     match lvs::parse_thin_lv(&out, name) {
@@ -175,6 +201,25 @@ fn parse_held_root(status: &str) -> Option<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_lvm_refuses_are_usage_errors() {
+        assert_eq!(split_name("vg0/data.snap-1_x+y").unwrap(), ("vg0".into(), "data.snap-1_x+y".into()));
+        assert_eq!(split_name("/dev/vg/lv").unwrap(), ("vg".into(), "lv".into()));
+        for (name, why) in [
+            ("vg/-lv", "start with '-'"),
+            ("-vg/lv", "invalid VG name"),
+            ("../etc", "'.' and '..'"),
+            ("vg/l v", "only a-z"),
+            ("vg/lv\u{1b}[2J", "only a-z"),
+            ("vg/l\u{e9}", "only a-z"),
+        ] {
+            let e = split_name(name).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)) && e.to_string().contains(why), "{name}: {e}");
+        }
+        assert!(split_name(&format!("vg/{}", "a".repeat(128))).is_err());
+        assert!(split_name(&format!("vg/{}", "a".repeat(127))).is_ok());
+    }
 
     #[test]
     fn held_root_is_read_strictly() {
