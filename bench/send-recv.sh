@@ -159,7 +159,9 @@ if [ -n "$LOOP" ]; then
   # what the device gives to four direct readers at once, one per quarter (the sender keeps four
   # reads in flight): the ceiling of a send from it
   Q=$((VOL / 4 / 1048576))
-  PAR_DD="for i in 0 1 2 3; do dd if=$LOOP of=/dev/null bs=1M iflag=direct skip=\$((i * $Q)) count=$Q status=none & done; wait"
+  printf 'for i in 0 1 2 3; do dd if=%s of=/dev/null bs=1M iflag=direct skip=$((i * %d)) count=%d status=none & done; wait\n' \
+    "$LOOP" "$Q" "$Q" >"$W/par-dd.sh"
+  PAR_DD="bash $W/par-dd.sh"
   src_row "from a loop device (--source $LOOP, direct-io)" "--source $LOOP" "cat $LOOP" "dd if=$LOOP bs=1M iflag=direct status=none" "blockdev --flushbufs $LOOP; drop_cache $W/vol" vol "$PAR_DD"
 else
   echo "   loop device: cannot attach one (needs root): skipped"
