@@ -341,8 +341,28 @@ impl Target {
     }
 }
 
-/// Runs one case against `t`; `Ok(recv succeeded)`. `t` is remade when a receive changed it.
-fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<bool, String> {
+/// What recv said, digits and hex folded, for the summary of how deep the cases got.
+fn outcome(r: &Out) -> String {
+    if r.code == Some(0) {
+        return "accepted".into();
+    }
+    let err = String::from_utf8_lossy(&r.stderr);
+    let last = err.trim_end().lines().last().unwrap_or("").to_string();
+    let last = last.split("; /").next().unwrap_or("");
+    let words = last.split_whitespace().map(|w| {
+        if w.starts_with('/') {
+            "PATH"
+        } else if w.chars().any(|c| c.is_ascii_digit()) {
+            "N"
+        } else {
+            w
+        }
+    });
+    words.collect::<Vec<_>>().join(" ").chars().take(90).collect()
+}
+
+/// Runs one case against `t`; `Ok(what recv said)`. `t` is remade when a receive changed it.
+fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<String, String> {
     let (b, st, what) = mutated(w, case);
     let what = format!("case {case} ({})", what.join("; "));
     if verbose {
@@ -366,6 +386,9 @@ fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<bool,
         eprintln!("recv: exit {:?}: {}", r.code, String::from_utf8_lossy(&r.stderr).trim_end());
     }
     if ok {
+        if b.format == Format::Native {
+            check_applied(&what, &st, &t.bytes, &to)?;
+        }
         *t = Target::make(&t.dir, &w.full1);
     } else {
         if new_file && to.exists() {
@@ -389,7 +412,40 @@ fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<bool,
     if (ins.code == Some(0)) != (json.code == Some(0)) {
         return Err(format!("{what}: inspect text exit {:?}, JSON exit {:?}", ins.code, json.code));
     }
-    Ok(ok)
+    Ok(outcome(&r))
+}
+
+/// After an accepted native stream: the target holds what the stream describes (a full stream over
+/// zeros, an incremental over the old bytes), computed by applying its records here.
+fn check_applied(what: &str, st: &[u8], before: &[u8], to: &Path) -> Result<(), String> {
+    let recs = parse_native(st);
+    let header: serde_json::Value = serde_json::from_slice(&recs[0].payload).map_err(|e| format!("{what}: {e}"))?;
+    let volume = header["volume_size"].as_u64().ok_or(format!("{what}: accepted without a volume size"))?;
+    let len = std::fs::metadata(to).map_err(|e| format!("{what}: {e}"))?.len();
+    if len != volume {
+        return Err(format!("{what}: accepted; the target is {len} bytes, the stream says {volume}"));
+    }
+    if volume > 64 << 20 {
+        return Ok(()); // not read back: a sparse file this big is fine, its content is not checked
+    }
+    let mut img = if header["mode"] == "full" { vec![0u8; volume as usize] } else { before.to_vec() };
+    img.resize(volume as usize, 0);
+    for r in &recs {
+        let (at, end) = (r.offset as usize, r.offset.saturating_add(r.length).min(volume) as usize);
+        match r.kind {
+            2 => img[at..at + r.payload.len()].copy_from_slice(&r.payload),
+            3 => img[at..end].fill(0),
+            5 => {
+                let data = zstd::decode_all(&r.payload[8..]).map_err(|e| format!("{what}: {e}"))?;
+                img[at..at + data.len()].copy_from_slice(&data);
+            }
+            _ => {}
+        }
+    }
+    if std::fs::read(to).map_err(|e| format!("{what}: {e}"))? != img {
+        return Err(format!("{what}: accepted, but the target differs from what the stream describes"));
+    }
+    Ok(())
 }
 
 fn case_seed(run: u64, i: u64) -> u64 {
@@ -434,18 +490,23 @@ fn mutated_streams_never_panic_hang_or_damage_the_target() {
     let next = AtomicU64::new(0);
     let (accepted, failed) = (AtomicU64::new(0), AtomicBool::new(false));
     let failure = Mutex::new(None);
+    let outcomes = Mutex::new(std::collections::BTreeMap::<String, u64>::new());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
     std::thread::scope(|sc| {
         for k in 0..workers {
             let dir = scratch.path().join(format!("w{k}"));
             std::fs::create_dir(&dir).unwrap();
-            let (w, next, accepted, failed, failure) = (&w, &next, &accepted, &failed, &failure);
+            let (w, next, accepted, failed, failure, outcomes) = (&w, &next, &accepted, &failed, &failure, &outcomes);
             sc.spawn(move || {
                 let mut t = Target::make(&dir, &w.full1);
                 while Instant::now() < deadline && !failed.load(Ordering::Relaxed) {
                     let case = case_seed(run, next.fetch_add(1, Ordering::Relaxed));
-                    match run_case(w, &mut t, case, false) {
-                        Ok(ok) => _ = accepted.fetch_add(u64::from(ok), Ordering::Relaxed),
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(w, &mut t, case, false)));
+                    match r.unwrap_or_else(|_| Err(format!("case {case}: the fuzzer itself panicked"))) {
+                        Ok(o) => {
+                            accepted.fetch_add(u64::from(o == "accepted"), Ordering::Relaxed);
+                            *outcomes.lock().unwrap().entry(o).or_default() += 1;
+                        }
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
                             *failure.lock().unwrap() = Some((case, e));
@@ -459,6 +520,12 @@ fn mutated_streams_never_panic_hang_or_damage_the_target() {
         panic!("{e}\nreplay with THINSEND_FUZZ_CASE={case}");
     }
     let n = next.load(Ordering::Relaxed);
+    let mut seen: Vec<(String, u64)> = outcomes.into_inner().unwrap().into_iter().collect();
+    seen.sort_by_key(|o| std::cmp::Reverse(o.1));
+    eprintln!("{} different outcomes of recv, the most frequent:", seen.len());
+    for (o, k) in seen.iter().take(40) {
+        eprintln!("{k:6}  {o}");
+    }
     eprintln!(
         "{n} cases in {secs} s ({} accepted by recv), no panic, hang or damage",
         accepted.load(Ordering::Relaxed)

@@ -302,6 +302,9 @@ fn mutate_zdata(rng: &mut Rng, r: &mut Rec, frames: &Frames) -> String {
 
 /// Applies one record-level mutation to `recs`; returns what it did.
 pub fn mutate_native(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, frames: &Frames) -> String {
+    if recs.is_empty() {
+        return "no records left".into();
+    }
     let n = recs.len() as u64;
     let i = rng.below(n) as usize;
     let kinds = [0, HEADER, DATA, UNMAP, END, ZDATA, 6, 0x42, OPTIONAL, OPTIONAL | 2, OPTIONAL | 0x42, u32::MAX];
@@ -360,7 +363,18 @@ pub fn mutate_native(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, frames: &F
                 let off = interesting(rng, volume);
                 recs[k].offset = off;
             }
-            mutate_zdata(rng, &mut recs[k], frames)
+            let what = mutate_zdata(rng, &mut recs[k], frames);
+            // Mostly in a stream that declares zstd, so the ZDATA reader is what sees it.
+            match recs.iter_mut().find(|r| r.kind == HEADER) {
+                Some(h) if chance(rng, 80) => {
+                    if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(&h.payload) {
+                        o.insert("compression".into(), "zstd".into());
+                        set_payload(h, serde_json::to_vec(&o).unwrap());
+                    }
+                    what + " (HEADER declares zstd)"
+                }
+                _ => what,
+            }
         }
         13 => {
             let (offset, length) = (interesting(rng, volume), interesting(rng, volume));
@@ -440,6 +454,9 @@ pub fn write_linbit(chunks: &mut [Chunk], fix: bool) -> Vec<u8> {
 }
 
 pub fn mutate_linbit(rng: &mut Rng, chunks: &mut Vec<Chunk>, volume: u64) -> String {
+    if chunks.is_empty() {
+        return "no chunks left".into();
+    }
     let n = chunks.len() as u64;
     let i = rng.below(n) as usize;
     match rng.below(11) {
