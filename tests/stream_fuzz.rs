@@ -51,6 +51,8 @@ struct Base {
     volume: u64,
     /// Byte offsets where records start (for cuts at boundaries).
     bounds: Vec<usize>,
+    /// A resumed stream (HEADER "resume"): received into a fresh partial state of `World::partial`.
+    resumes: bool,
 }
 
 struct World {
@@ -59,6 +61,8 @@ struct World {
     frames: Frames,
     /// The stream that makes a worker's target: a full stream of device 1.
     full1: Vec<u8>,
+    /// The first half of `full1`: fed to `recv -s`, it leaves the partial state "native resumed" continues.
+    partial: Vec<u8>,
 }
 
 fn native_bounds(st: &[u8]) -> Vec<usize> {
@@ -86,7 +90,7 @@ fn base(name: &'static str, bytes: Vec<u8>, format: Format, full: bool, volume: 
         Format::Native => native_bounds(&bytes),
         Format::Linbit => linbit_bounds(&bytes),
     };
-    Base { name, bytes, format, full, volume, bounds }
+    Base { name, bytes, format, full, volume, bounds, resumes: false }
 }
 
 /// Every data block `dev` maps at an even thin block, zeroed in the pool's data file.
@@ -104,6 +108,17 @@ fn linbit_1_0(v11: &[u8]) -> Vec<u8> {
         c.magic = M10;
     }
     write_linbit(&mut chunks, false)
+}
+
+/// `send --resume TOKEN` for device 1 after `partial` was received with `recv -s`.
+fn resumed_stream(pool: &Pool, partial: &[u8], sized: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.img");
+    assert!(!run(&["recv", "-s", "--quiet", "--to", s(&t)], partial).status.success());
+    let tok = run(&["recv", "--resume-token", "--to", s(&t)], b"");
+    assert!(tok.status.success(), "no resume token: {}", stderr(&tok));
+    let tok = String::from_utf8(tok.stdout).unwrap().trim().to_string();
+    stream(pool, 1, None, &[sized, &["--resume", tok.as_str()]].concat())
 }
 
 fn world() -> World {
@@ -145,6 +160,10 @@ fn world() -> World {
             vol,
         ),
     ];
+    let partial = full1[..full1.len() / 2].to_vec();
+    let mut resumed = base("native resumed", resumed_stream(&pool, &partial, &sized), Format::Native, true, vol);
+    resumed.resumes = true;
+    bases.push(resumed);
     let l10 = linbit_1_0(&bases[5].bytes);
     bases.push(base("linbit 1.0", l10, Format::Linbit, false, vol));
     // Zero blocks: elided in a full stream, UNMAP in an incremental.
@@ -165,7 +184,7 @@ fn world() -> World {
         let b = std::fs::read(vectors.join(file)).unwrap_or_else(|e| panic!("testdata/linbit/{file}: {e}"));
         bases.push(base(name, b, Format::Linbit, file == "full.stream", 301 * BS));
     }
-    World { _dir: dir, bases, frames: Frames::new(), full1 }
+    World { _dir: dir, bases, frames: Frames::new(), full1, partial }
 }
 
 /// One mutated stream and what was done to it.
@@ -368,9 +387,39 @@ fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<Strin
     if verbose {
         eprintln!("{what}: {} bytes", st.len());
     }
+    let r = recv_case(w, t, b, &st, case, &what, verbose)?;
+    inspect_case(&st, &what)?;
+    Ok(outcome(&r))
+}
+
+/// `recv --to` into the worker's target (a full stream also into a new file; sometimes with `-s`,
+/// then `recv --abort`; a resumed stream into a fresh partial state, then `--abort`): on failure
+/// everything must be as it was.
+fn recv_case(
+    w: &World,
+    t: &mut Target,
+    b: &Base,
+    st: &[u8],
+    case: u64,
+    what: &str,
+    verbose: bool,
+) -> Result<Out, String> {
     let mut rng = Rng::new(case ^ 0x5eed);
-    let new_file = b.full && chance(&mut rng, 30);
-    let to = if new_file { t.dir.join("new.img") } else { t.path.clone() };
+    let new_file = b.resumes || (b.full && chance(&mut rng, 30));
+    let to = t.dir.join(if b.resumes {
+        "resume.img"
+    } else if new_file {
+        "new.img"
+    } else {
+        "target.img"
+    });
+    if b.resumes {
+        let p = run(&["recv", "-s", "--quiet", "--to", s(&to)], &w.partial);
+        assert!(
+            !p.status.success() && to.parent().is_some_and(|d| listing(d).len() > t.listing.len()),
+            "no partial state"
+        );
+    }
     let mut args = vec!["recv", "--to", s(&to), "--quiet"];
     let size = b.volume.to_string();
     if b.full && !new_file {
@@ -379,26 +428,38 @@ fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<Strin
     if b.format == Format::Linbit && chance(&mut rng, 50) {
         args.extend(["--size", size.as_str()]);
     }
-    let r = run_limited(&args, &st).map_err(|e| format!("{what}: {e}"))?;
-    check_run(&format!("{what}: recv"), &r, true)?;
-    let ok = r.code == Some(0);
-    if verbose {
-        eprintln!("recv: exit {:?}: {}", r.code, String::from_utf8_lossy(&r.stderr).trim_end());
+    let resumable = b.format == Format::Native && !b.resumes && chance(&mut rng, 25);
+    if resumable {
+        args.push("-s");
     }
-    if ok {
-        if b.format == Format::Native {
-            check_applied(&what, &st, &t.bytes, &to)?;
+    let r = run_limited(&args, st).map_err(|e| format!("{what}: {e}"))?;
+    check_run(&format!("{what}: {}", args.join(" ")), &r, true)?;
+    if verbose {
+        eprintln!("{}: exit {:?}: {}", args.join(" "), r.code, String::from_utf8_lossy(&r.stderr).trim_end());
+    }
+    if r.code == Some(0) {
+        if b.format == Format::Native && !b.resumes {
+            check_applied(what, st, &t.bytes, &to)?;
         }
         *t = Target::make(&t.dir, &w.full1);
-    } else {
-        if new_file && to.exists() {
-            return Err(format!("{what}: recv failed but left the new file {}", to.display()));
-        }
-        t.unchanged(&what)?;
+        return Ok(r);
     }
-    let ins = run_limited(&["inspect"], &st).map_err(|e| format!("{what}: {e}"))?;
+    if resumable || b.resumes {
+        let a = run_limited(&["recv", "--abort", "--to", s(&to)], b"").map_err(|e| format!("{what}: {e}"))?;
+        check_run(&format!("{what}: recv --abort"), &a, true)?;
+    }
+    if new_file && to.exists() {
+        return Err(format!("{what}: recv failed but left the new file {}", to.display()));
+    }
+    t.unchanged(what)?;
+    Ok(r)
+}
+
+/// `inspect` and `inspect --format json`: the same verdict, JSON one document saying it.
+fn inspect_case(st: &[u8], what: &str) -> Result<(), String> {
+    let ins = run_limited(&["inspect"], st).map_err(|e| format!("{what}: {e}"))?;
     check_run(&format!("{what}: inspect"), &ins, true)?;
-    let json = run_limited(&["inspect", "--format", "json"], &st).map_err(|e| format!("{what}: {e}"))?;
+    let json = run_limited(&["inspect", "--format", "json"], st).map_err(|e| format!("{what}: {e}"))?;
     check_run(&format!("{what}: inspect --format json"), &json, false)?;
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).map_err(|e| {
         format!("{what}: inspect JSON does not parse ({e}): {:?}", String::from_utf8_lossy(&json.stdout))
@@ -412,7 +473,7 @@ fn run_case(w: &World, t: &mut Target, case: u64, verbose: bool) -> Result<Strin
     if (ins.code == Some(0)) != (json.code == Some(0)) {
         return Err(format!("{what}: inspect text exit {:?}, JSON exit {:?}", ins.code, json.code));
     }
-    Ok(outcome(&r))
+    Ok(())
 }
 
 /// After an accepted native stream: the target holds what the stream describes (a full stream over
