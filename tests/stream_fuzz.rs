@@ -593,3 +593,39 @@ fn mutated_streams_never_panic_hang_or_damage_the_target() {
     );
     assert!(n >= 20, "too few cases ran");
 }
+
+/// Every record of a small compressed incremental, its offset and then its length set to each
+/// interesting value (everything re-stamped): a systematic sweep of the range checks, run through
+/// recv and inspect like the random cases.
+#[test]
+fn every_record_offset_and_length_sweep() {
+    if !have_thin_restore() {
+        return;
+    }
+    let w = world();
+    let b = w.bases.iter().find(|b| b.name == "native incremental zstd").unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut t = Target::make(scratch.path(), &w.full1);
+    let recs = parse_native(&b.bytes);
+    let v = b.volume;
+    let values = [0, 1, 4097, v - 1, v, v + 1, 16 << 20, u32::MAX as u64, u64::MAX];
+    let mut cases = 0;
+    for i in 0..recs.len() {
+        for (field, &x) in [0, 1].iter().flat_map(|f| values.iter().map(move |x| (f, x))) {
+            let mut r = recs.clone();
+            if *field == 0 {
+                r[i].offset = x;
+            } else {
+                r[i].length = x;
+            }
+            let st = write_native(&mut r, Fix::All);
+            let what = format!("record {i} {} = {x}", ["offset", "length"][*field]);
+            let res = recv_case(&w, &mut t, b, &st, cases, &what, false).and_then(|_| inspect_case(&st, &what));
+            if let Err(e) = res {
+                panic!("{e}");
+            }
+            cases += 1;
+        }
+    }
+    eprintln!("{cases} cases ({} records)", recs.len());
+}
