@@ -441,6 +441,10 @@ fn recv_case(
         if b.format == Format::Native && !b.resumes {
             check_applied(what, st, &t.bytes, &to)?;
         }
+        if b.format == Format::Linbit && !new_file {
+            let size = args.contains(&"--size").then_some(b.volume);
+            check_applied_linbit(what, st, &t.bytes, size, &to)?;
+        }
         *t = Target::make(&t.dir, &w.full1);
         return Ok(r);
     }
@@ -500,6 +504,36 @@ fn check_applied(what: &str, st: &[u8], before: &[u8], to: &Path) -> Result<(), 
                 let data = zstd::decode_all(&r.payload[8..]).map_err(|e| format!("{what}: {e}"))?;
                 img[at..at + data.len()].copy_from_slice(&data);
             }
+            _ => {}
+        }
+    }
+    if std::fs::read(to).map_err(|e| format!("{what}: {e}"))? != img {
+        return Err(format!("{what}: accepted, but the target differs from what the stream describes"));
+    }
+    Ok(())
+}
+
+/// After an accepted LINBIT stream into the existing target: its old bytes, at the size the stream's
+/// VOLUME_SIZE, `--size` or the old length give, with the DATA written and the UNMAP zeroed.
+fn check_applied_linbit(what: &str, st: &[u8], before: &[u8], size: Option<u64>, to: &Path) -> Result<(), String> {
+    let chunks = parse_linbit(st);
+    let declared =
+        chunks.iter().find(|c| c.cmd == 0x8054_5301).map(|c| u64::from_be_bytes(c.payload[..8].try_into().unwrap()));
+    let volume = declared.or(size).unwrap_or(before.len() as u64);
+    let len = std::fs::metadata(to).map_err(|e| format!("{what}: {e}"))?.len();
+    if len != volume {
+        return Err(format!("{what}: accepted; the target is {len} bytes, expected {volume}"));
+    }
+    if volume > 64 << 20 {
+        return Ok(());
+    }
+    let mut img = before.to_vec();
+    img.resize(volume as usize, 0);
+    for c in &chunks {
+        let (at, end) = (c.offset as usize, c.offset.saturating_add(c.length).min(volume) as usize);
+        match c.cmd {
+            0 => img[at..at + c.payload.len()].copy_from_slice(&c.payload),
+            1 => img[at..end].fill(0),
             _ => {}
         }
     }
