@@ -197,6 +197,7 @@ fn mutate_header_json(rng: &mut Rng, r: &mut Rec, volume: u64) -> String {
         "a\nb\rc\u{7}".to_string(),
         "\u{9b}2J\u{7f}".to_string(),
         "x".repeat(1 << 20),
+        format!("\x1b]0;title\x07{}", "y".repeat(100_000)),
         "\u{202e}gnp.exe".to_string(),
         String::new(),
     ];
