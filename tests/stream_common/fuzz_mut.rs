@@ -190,9 +190,9 @@ fn set_payload(r: &mut Rec, p: Vec<u8>) {
     r.payload = p;
 }
 
-fn mutate_header_json(rng: &mut Rng, r: &mut Rec, volume: u64) -> String {
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.payload) else { return "header not JSON".into() };
-    let nasty = [
+/// Strings a HEADER must not smuggle onto a terminal, or that are merely huge.
+fn nasty_strings() -> [String; 7] {
+    [
         "\x1b[31mred\x1b[0m".to_string(),
         "a\nb\rc\u{7}".to_string(),
         "\u{9b}2J\u{7f}".to_string(),
@@ -200,7 +200,12 @@ fn mutate_header_json(rng: &mut Rng, r: &mut Rec, volume: u64) -> String {
         format!("\x1b]0;title\x07{}", "y".repeat(100_000)),
         "\u{202e}gnp.exe".to_string(),
         String::new(),
-    ];
+    ]
+}
+
+fn mutate_header_json(rng: &mut Rng, r: &mut Rec, volume: u64) -> String {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&r.payload) else { return "header not JSON".into() };
+    let nasty = nasty_strings();
     let what;
     let obj = v.as_object_mut().unwrap();
     match rng.below(12) {
@@ -301,6 +306,50 @@ fn mutate_zdata(rng: &mut Rng, r: &mut Rec, frames: &Frames) -> String {
     format!("ZDATA at {}: {what}", r.offset)
 }
 
+/// A DATA or ZDATA record made a hostile ZDATA (a bomb, a lie about its length, a broken frame).
+fn hostile_zdata(rng: &mut Rng, recs: &mut [Rec], volume: u64, frames: &Frames) -> String {
+    let data: Vec<usize> = (0..recs.len()).filter(|&k| matches!(recs[k].kind, DATA | ZDATA)).collect();
+    if data.is_empty() {
+        return "no DATA to make hostile".into();
+    }
+    let k = *pick(rng, &data);
+    if chance(rng, 20) {
+        let off = interesting(rng, volume);
+        recs[k].offset = off;
+    }
+    let what = mutate_zdata(rng, &mut recs[k], frames);
+    // Mostly in a stream that declares zstd, so the ZDATA reader is what sees it.
+    match recs.iter_mut().find(|r| r.kind == HEADER) {
+        Some(h) if chance(rng, 80) => {
+            if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(&h.payload) {
+                o.insert("compression".into(), "zstd".into());
+                set_payload(h, serde_json::to_vec(&o).unwrap());
+            }
+            what + " (HEADER declares zstd)"
+        }
+        _ => what,
+    }
+}
+
+/// A new UNMAP (at interesting offset and length) or optional record inserted after the first.
+fn insert_record(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, optional: bool) -> String {
+    let n = recs.len() as u64;
+    if !optional {
+        let (offset, length) = (interesting(rng, volume), interesting(rng, volume));
+        let r = Rec { kind: UNMAP, flags: 0, seq: 0, offset, length, pcrc: 0, hcrc: 0, payload: vec![] };
+        let j = (1 + rng.below(n)) as usize;
+        recs.insert(j, r);
+        return format!("UNMAP {offset}+{length} inserted at {j}");
+    }
+    let kind = *pick(rng, &[OPTIONAL | 7, OPTIONAL | 0x5453, OPTIONAL]);
+    let len = *pick(rng, &[0u64, 1, 4096, MIB16]);
+    let payload = vec![0x5a; len as usize];
+    let r = Rec { kind, flags: 0, seq: 0, offset: 0, length: len, pcrc: 0, hcrc: 0, payload };
+    let j = (1 + rng.below(n)) as usize;
+    recs.insert(j, r);
+    format!("optional record {kind:#x} of {len} bytes inserted at {j}")
+}
+
 /// Applies one record-level mutation to `recs`; returns what it did.
 pub fn mutate_native(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, frames: &Frames) -> String {
     if recs.is_empty() {
@@ -354,45 +403,9 @@ pub fn mutate_native(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, frames: &F
             Some(h) => mutate_header_json(rng, &mut recs[h], volume),
             None => "no HEADER to mutate".into(),
         },
-        11 | 12 => {
-            let data: Vec<usize> = (0..recs.len()).filter(|&k| matches!(recs[k].kind, DATA | ZDATA)).collect();
-            if data.is_empty() {
-                return "no DATA to make hostile".into();
-            }
-            let k = *pick(rng, &data);
-            if chance(rng, 20) {
-                let off = interesting(rng, volume);
-                recs[k].offset = off;
-            }
-            let what = mutate_zdata(rng, &mut recs[k], frames);
-            // Mostly in a stream that declares zstd, so the ZDATA reader is what sees it.
-            match recs.iter_mut().find(|r| r.kind == HEADER) {
-                Some(h) if chance(rng, 80) => {
-                    if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(&h.payload) {
-                        o.insert("compression".into(), "zstd".into());
-                        set_payload(h, serde_json::to_vec(&o).unwrap());
-                    }
-                    what + " (HEADER declares zstd)"
-                }
-                _ => what,
-            }
-        }
-        13 => {
-            let (offset, length) = (interesting(rng, volume), interesting(rng, volume));
-            let r = Rec { kind: UNMAP, flags: 0, seq: 0, offset, length, pcrc: 0, hcrc: 0, payload: vec![] };
-            let j = (1 + rng.below(n)) as usize;
-            recs.insert(j, r);
-            format!("UNMAP {offset}+{length} inserted at {j}")
-        }
-        14 => {
-            let kind = *pick(rng, &[OPTIONAL | 7, OPTIONAL | 0x5453, OPTIONAL]);
-            let len = *pick(rng, &[0u64, 1, 4096, MIB16]);
-            let payload = vec![0x5a; len as usize];
-            let r = Rec { kind, flags: 0, seq: 0, offset: 0, length: len, pcrc: 0, hcrc: 0, payload };
-            let j = (1 + rng.below(n)) as usize;
-            recs.insert(j, r);
-            format!("optional record {kind:#x} of {len} bytes inserted at {j}")
-        }
+        11 | 12 => hostile_zdata(rng, recs, volume, frames),
+        13 => insert_record(rng, recs, volume, false),
+        14 => insert_record(rng, recs, volume, true),
         _ => {
             if recs[i].payload.is_empty() {
                 return format!("record {i} has no payload to change");
