@@ -20,6 +20,10 @@ pub(crate) struct Pending {
 impl Pending {
     /// Holds `bytes` for `offset`; true once the batch should be flushed.
     pub fn push(&mut self, offset: u64, bytes: &[u8]) -> bool {
+        // An empty write (a LINBIT DATA chunk of length 0) changes nothing: nothing to journal.
+        if bytes.is_empty() {
+            return false;
+        }
         self.items.push((offset, bytes.to_vec()));
         self.bytes += bytes.len();
         self.bytes >= LIMIT
@@ -67,5 +71,12 @@ mod tests {
         j.rollback(&t).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), vec![1u8; 8192]);
         assert!(b.push(0, &vec![0u8; LIMIT]), "a full batch is not reported");
+    }
+
+    #[test]
+    fn an_empty_write_is_not_held() {
+        let mut b = Pending::default();
+        assert!(!b.push(1 << 60, &[]));
+        assert!(b.items.is_empty(), "an empty write was held for the journal");
     }
 }

@@ -244,6 +244,11 @@ fn copy_data(
     at: u64,
 ) -> Result<()> {
     let missing = |done: u64| stream_error(at, format!("Incomplete copy_data, {} bytes missing.", length - done));
+    if length == 0 {
+        // Writes nothing, but its offset goes to the sink like any range's: one past the volume is
+        // refused whatever the target (the copy loop below would never call the sink).
+        return sink.data(offset, &[]).map_err(|e| sink_error(at, "DATA", e));
+    }
     let target =
         if input.pipe { sink.splice_target(offset, length).map_err(|e| sink_error(at, "DATA", e))? } else { None };
     if let Some(out) = target {
@@ -292,4 +297,59 @@ fn skip(input: &mut Input, length: u64, buf: &mut Vec<u8>, at: u64) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CMD_BEGIN, CMD_DATA, CMD_END, MAGIC_11};
+    use crate::stream::{self, ReadOptions, Start, Summary};
+    use std::os::fd::AsRawFd;
+
+    /// Records the DATA calls; refuses ranges past `limit`, as a target does.
+    struct Ranges {
+        limit: u64,
+        calls: Vec<(u64, usize)>,
+    }
+
+    impl stream::Sink for Ranges {
+        fn start(&mut self, _: &Start) -> crate::error::Result<()> {
+            Ok(())
+        }
+        fn data(&mut self, offset: u64, bytes: &[u8]) -> crate::error::Result<()> {
+            self.calls.push((offset, bytes.len()));
+            match offset.checked_add(bytes.len() as u64) {
+                Some(e) if e <= self.limit => Ok(()),
+                _ => Err(stream::stream_error(offset, "past the end")),
+            }
+        }
+        fn unmap(&mut self, _: u64, _: u64) -> crate::error::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self, _: &Summary) -> crate::error::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn chunk(off: u64, len: u64, cmd: u32) -> Vec<u8> {
+        [MAGIC_11.to_be_bytes(), off.to_be_bytes(), len.to_be_bytes()]
+            .concat()
+            .into_iter()
+            .chain(cmd.to_be_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_data_chunk_past_the_volume_reaches_the_sink_and_is_refused() {
+        let mut st = chunk(0, 0, CMD_BEGIN);
+        st.extend(chunk(1 << 60, 0, CMD_DATA));
+        st.extend(chunk(0, 24, CMD_END));
+        st.extend([3u64, 1, 0].iter().flat_map(|v| v.to_be_bytes()));
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, &st).unwrap();
+        std::io::Seek::rewind(&mut f).unwrap();
+        let mut sink = Ranges { limit: 1 << 20, calls: vec![] };
+        let r = stream::read(f.as_raw_fd(), &ReadOptions::default(), &mut sink);
+        assert_eq!(sink.calls, [(1 << 60, 0)], "the empty chunk's range was never checked");
+        assert!(r.is_err(), "an empty DATA chunk past the volume was accepted");
+    }
 }
