@@ -29,33 +29,11 @@ MNT=$W/mnt
 cleanup() { umount "$MNT" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
-python3 - "$NB" "$NCH" >"$W/pool.xml" <<'EOF'
-import sys
-nb, nch = int(sys.argv[1]), int(sys.argv[2])
-step = nb // (nch + 1)
-changed = {step * (i + 1): nb + i for i in range(nch)}
-out = ['<superblock uuid="" time="1" transaction="2" flags="0" version="2" data_block_size="128" nr_data_blocks="%d">' % (nb + nch + 16)]
-out.append('  <device dev_id="1" mapped_blocks="%d" transaction="0" creation_time="0" snap_time="1">' % nb)
-out.append('    <range_mapping origin_begin="0" data_begin="0" length="%d" time="0"/>' % nb)
-out.append('  </device>')
-out.append('  <device dev_id="2" mapped_blocks="%d" transaction="1" creation_time="1" snap_time="0">' % nb)
-start = 0
-for b in sorted(changed):
-    if b > start:
-        out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (start, start, b - start))
-    out.append('    <single_mapping origin_block="%d" data_block="%d" time="1"/>' % (b, changed[b]))
-    start = b + 1
-if start < nb:
-    out.append('    <range_mapping origin_begin="%d" data_begin="%d" length="%d" time="0"/>' % (start, start, nb - start))
-out.append('  </device>')
-out.append('</superblock>')
-print('\n'.join(out))
-EOF
-truncate -s 64M "$W/meta.img"
-thin_restore -q -i "$W/pool.xml" -o "$W/meta.img"
+. bench/lib.sh
+bench_pool "$W" "$NB" "$NCH"
 # Data: random bytes (a volume of zeros would hide nothing, but real data is what a replica holds).
-head -c $(((NB + NCH) * 65536)) /dev/urandom >"$W/data.img"
-send() { "$NEW" send --metadata "$W/meta.img" --data "$W/data.img" --quiet "$@"; }
+bench_random_data "$W/data.img" $((NB + NCH))
+send() { "$NEW" send --metadata "$W/meta" --data "$W/data.img" --size $((NB * 65536)) --quiet "$@"; }
 send --thin-id 1 >"$W/full.stream"
 send --thin-id 2 --base-id 1 >"$W/inc.stream"
 rm "$W/data.img"

@@ -138,12 +138,12 @@ pub fn run(cmd: &mut Command) -> Result<String> {
 
 /// `vg/lv` or `/dev/vg/lv` -> the LV's facts; refuses anything but a thin LV.
 pub fn thin_lv(name: &str) -> Result<ThinLv> {
-    split_name(name)?;
-    let name = name.strip_prefix("/dev/").unwrap_or(name);
-    let out = run(Command::new("lvs").args(lvs_thin_args(name)))?;
-    match lvs::parse_thin_lv(&out, name) {
+    let (vg, lv) = split_name(name)?;
+    let name = format!("{vg}/{lv}");
+    let out = run(Command::new("lvs").args(lvs_thin_args(&name)))?;
+    match lvs::parse_thin_lv(&out, &name) {
         Ok(Some(lv)) => Ok(lv),
-        Ok(None) => Err(Error::Usage(LvmError::NoSuchLv(name.into()).to_string())),
+        Ok(None) => Err(Error::Usage(LvmError::NoSuchLv(name).to_string())),
         Err(e) => Err(usage(e)),
     }
 }

@@ -57,12 +57,12 @@ pub enum RecvError {
     #[error("{}: appeared while receiving; not replaced", .target.display())]
     Appeared { target: PathBuf },
     #[error(
-        "{}: a symbolic link to {}, which does not exist: not followed (a receive never creates a file \
-         through a link); name the file itself",
+        "{}: a symbolic link to {} that leads to no file ({source}): not followed (a receive never \
+         creates a file through a link); name the file itself",
         .target.display(),
         .link.display()
     )]
-    DanglingLink { target: PathBuf, link: PathBuf },
+    DanglingLink { target: PathBuf, link: PathBuf, source: std::io::Error },
     #[error("{}: another receive into it is running (it holds {})", .target.display(), .journal.display())]
     Busy { target: PathBuf, journal: PathBuf },
     #[error("{}: target exists ({len} bytes) and a full stream replaces it entirely; use --force to replace it", .target.display())]

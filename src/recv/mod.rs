@@ -125,16 +125,16 @@ fn apply(sink: &mut dyn Apply, input: RawFd, opts: &Options, to: &Path) -> Resul
 
 /// A symlink to an image file: receive into the image, keep the link. (Block devices keep the
 /// name given: /dev/vg/lv is stable where /dev/dm-N is not, and it names their state file.) A link
-/// that leads nowhere is refused before any byte is read: the file would have to be created through
-/// it.
+/// that leads to no file (missing, a loop of links) is refused before any byte is read: the file
+/// would have to be created through it.
 fn resolve(to: &Path) -> Result<PathBuf> {
     match (std::fs::symlink_metadata(to), std::fs::metadata(to)) {
         (Ok(l), Ok(m)) if l.file_type().is_symlink() && m.is_file() => {
             std::fs::canonicalize(to).map_err(|e| Error::io(to, e))
         }
-        (Ok(l), Err(e)) if l.file_type().is_symlink() && e.kind() == std::io::ErrorKind::NotFound => {
+        (Ok(l), Err(source)) if l.file_type().is_symlink() => {
             let link = std::fs::read_link(to).map_err(|e| Error::io(to, e))?;
-            Err(RecvError::DanglingLink { target: to.to_path_buf(), link }.into())
+            Err(RecvError::DanglingLink { target: to.to_path_buf(), link, source }.into())
         }
         _ => Ok(to.to_path_buf()),
     }
@@ -202,6 +202,12 @@ mod tests {
         assert_eq!(resolve(&link).unwrap(), std::fs::canonicalize(&img).unwrap());
         let e = resolve(&dangling).unwrap_err().to_string();
         assert!(e.contains("a symbolic link to") && e.contains("missing") && e.contains("not followed"), "{e}");
+        // A loop of links leads to no file either.
+        let (a, b) = (d.path().join("la"), d.path().join("lb"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let e = resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("leads to no file") && e.contains("lb"), "{e}");
         assert_eq!(resolve(&d.path().join("new.img")).unwrap(), d.path().join("new.img"));
     }
 

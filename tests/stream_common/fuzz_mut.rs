@@ -351,6 +351,28 @@ fn insert_record(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, optional: bool
 }
 
 /// Applies one record-level mutation to `recs`; returns what it did.
+/// Record or chunk `i` duplicated to a random place (`op` 6), dropped (7) or swapped with another
+/// (8): the same draws for both formats, so a case seed replays the same damage.
+fn reorder<T: Clone>(rng: &mut Rng, v: &mut Vec<T>, op: u64, i: usize, noun: &str) -> String {
+    let n = v.len() as u64;
+    match op {
+        6 => {
+            let j = rng.below(n + 1) as usize;
+            v.insert(j, v[i].clone());
+            format!("{noun} {i} duplicated at {j}")
+        }
+        7 => {
+            v.remove(i);
+            format!("{noun} {i} dropped")
+        }
+        _ => {
+            let j = rng.below(n) as usize;
+            v.swap(i, j);
+            format!("{noun}s {i} and {j} swapped")
+        }
+    }
+}
+
 pub fn mutate_native(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, frames: &Frames) -> String {
     if recs.is_empty() {
         return "no records left".into();
@@ -384,21 +406,7 @@ pub fn mutate_native(rng: &mut Rng, recs: &mut Vec<Rec>, volume: u64, frames: &F
             recs[i].flags = *pick(rng, &[1, 2, 1 << 31, u32::MAX]);
             format!("record {i} flags = {:#x}", recs[i].flags)
         }
-        6 => {
-            let r = recs[i].clone();
-            let j = rng.below(n + 1) as usize;
-            recs.insert(j, r);
-            format!("record {i} duplicated at {j}")
-        }
-        7 => {
-            recs.remove(i);
-            format!("record {i} dropped")
-        }
-        8 => {
-            let j = rng.below(n) as usize;
-            recs.swap(i, j);
-            format!("records {i} and {j} swapped")
-        }
+        op @ 6..=8 => reorder(rng, recs, op, i, "record"),
         9 | 10 => match recs.iter().position(|r| r.kind == HEADER) {
             Some(h) => mutate_header_json(rng, &mut recs[h], volume),
             None => "no HEADER to mutate".into(),
@@ -497,20 +505,7 @@ pub fn mutate_linbit(rng: &mut Rng, chunks: &mut Vec<Chunk>, volume: u64) -> Str
             chunks[i].magic = m;
             format!("chunk {i} magic = {m:#x}")
         }
-        6 => {
-            let c = chunks[i].clone();
-            chunks.insert(rng.below(n + 1) as usize, c);
-            format!("chunk {i} duplicated")
-        }
-        7 => {
-            chunks.remove(i);
-            format!("chunk {i} dropped")
-        }
-        8 => {
-            let j = rng.below(n) as usize;
-            chunks.swap(i, j);
-            format!("chunks {i} and {j} swapped")
-        }
+        op @ 6..=8 => reorder(rng, chunks, op, i, "chunk"),
         9 => {
             let size = interesting(rng, volume);
             let magic = chunks[0].magic;
