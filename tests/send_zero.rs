@@ -205,8 +205,10 @@ fn the_spliced_path_sends_what_the_buffered_path_writes_into_every_kind_of_outpu
 }
 
 /// From a block device (read `O_DIRECT`, several reads in flight) the records are those read from
-/// a file with the same bytes, and those read buffered from the device: full with elided zero
-/// blocks, and incremental.
+/// a file with the same bytes, on every path: spliced from the `O_DIRECT` descriptor (the default,
+/// into a pipe and into an O_APPEND file that refuses the splice), read `O_DIRECT` into the buffer
+/// and written (`THINSEND_COPY=buffered`, and with splice and tee denied), read buffered from the
+/// device (`THINSEND_DIRECT=0`): full with elided zero blocks, and incremental.
 #[test]
 fn a_block_device_source_read_direct_sends_what_a_file_source_sends() {
     if !have_thin_restore() {
@@ -228,19 +230,34 @@ fn a_block_device_source_read_direct_sends_what_a_file_source_sends() {
         let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
         let args = |src: &Path| send_args(&pool, id, base, &["--size", &size_arg, "--source", s(src)]);
         let from_file = run(&refs(&args(&vol)), b"");
-        let mut direct = Command::new(BIN);
-        direct.args(args(&dev));
-        let from_dev = run_cmd(&mut direct, b"");
-        let mut buffered = Command::new(BIN);
-        buffered.args(args(&dev)).env("THINSEND_DIRECT", "0");
-        let from_dev_buffered = run_cmd(&mut buffered, b"");
+        let from_dev = |env: &[(&str, &str)], deny: bool| {
+            let mut c = Command::new(BIN);
+            c.args(args(&dev)).envs(env.iter().copied());
+            if deny && !deny_syscalls(&mut c, &[libc::SYS_splice, libc::SYS_tee], libc::EINVAL) {
+                return None;
+            }
+            Some(run_cmd(&mut c, b""))
+        };
+        let paths = [
+            ("spliced O_DIRECT", from_dev(&[], false)),
+            ("O_DIRECT into the buffer", from_dev(&[("THINSEND_COPY", "buffered")], false)),
+            ("O_DIRECT with splice and tee denied", from_dev(&[], true)),
+            ("buffered", from_dev(&[("THINSEND_DIRECT", "0")], false)),
+        ];
+        let appended = dir.path().join(format!("append{id}"));
+        let f = std::fs::OpenOptions::new().create_new(true).append(true).open(&appended).unwrap();
+        let into_append = Command::new(BIN).args(args(&dev)).stdout(f).output().unwrap();
         let _ = Command::new("losetup").arg("-d").arg(&dev).status();
-        for o in [&from_file, &from_dev, &from_dev_buffered] {
+        for o in [&from_file, &into_append] {
             assert!(o.status.success(), "{}", stderr(o));
         }
         let want = body_with_payloads(&from_file.stdout);
         assert!(want.iter().any(|r| r.0 == native::KIND_DATA));
-        assert!(body_with_payloads(&from_dev.stdout) == want, "O_DIRECT from the device: thin {id}");
-        assert!(body_with_payloads(&from_dev_buffered.stdout) == want, "buffered from the device: thin {id}");
+        for (what, o) in paths.iter().filter_map(|(w, o)| o.as_ref().map(|o| (w, o))) {
+            assert!(o.status.success(), "{what}: {}", stderr(o));
+            assert!(body_with_payloads(&o.stdout) == want, "{what} from the device: thin {id}");
+        }
+        let appended = std::fs::read(&appended).unwrap();
+        assert!(body_with_payloads(&appended) == want, "into an O_APPEND file from the device: thin {id}");
     }
 }

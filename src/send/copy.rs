@@ -20,12 +20,14 @@ use crate::stream::RecordWriter;
 /// How native DATA payloads reach the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CopyMode {
-    /// Read once by a reader thread (one per core when compressing), checked for zero blocks,
-    /// checksummed and compressed there; uncompressed bytes go into the stream by splice from a
-    /// private pipe they were read through (`piped`), compressed ones are written by a writer thread.
+    /// Read once by a reader thread (four reading a block device `O_DIRECT`, one per core when
+    /// compressing), checked for zero blocks, checksummed and compressed there; uncompressed bytes
+    /// go into the stream by splice from a private pipe they were read through (`piped`),
+    /// compressed ones are written by a writer thread.
     #[default]
     Buffered,
-    /// As `Buffered`, but uncompressed bytes are written from the buffer too (kept for benchmarks).
+    /// As `Buffered`, but uncompressed bytes are read into the buffer (`O_DIRECT` from a block
+    /// device) and written from it: one more copy (kept for benchmarks).
     BufferedWrite,
     /// pread into a buffer for the crc, then splice the same range from the source (reads twice; no
     /// zero elision, no compression: kept for benchmarks).
@@ -84,6 +86,16 @@ impl Source {
         self.file.as_raw_fd()
     }
 
+    /// The descriptor to `splice` `len` bytes at `off` from: the `O_DIRECT` one where there is one
+    /// and the range is aligned for it (the kernel then reads the device straight into new pages it
+    /// hands to the pipe: no copy, no page cache), else the buffered one.
+    pub(crate) fn splice_fd(&self, off: u64, len: usize) -> RawFd {
+        match &self.direct {
+            Some(f) if off % DIRECT_ALIGN as u64 == 0 && len % DIRECT_ALIGN == 0 => f.as_raw_fd(),
+            _ => self.fd(),
+        }
+    }
+
     pub(crate) fn read_error(&self, off: u64, e: std::io::Error) -> Error {
         let block = off.checked_div(self.bs).unwrap_or(0);
         let unit = if self.from_thin { "thin" } else { "data" };
@@ -99,6 +111,10 @@ impl Source {
         self.file.read_exact_at(buf, off).map_err(|e| self.read_error(off, e))
     }
 }
+
+/// `O_DIRECT` wants offsets, lengths and buffers aligned to the device's logical block size; 4096 is
+/// the largest Linux allows, so it suits every device.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
 
 /// `file` (a block device) opened again with `O_DIRECT` through its `/proc/self/fd` link, so it is
 /// the same device even if the path changed meanwhile; `None` if that fails or is turned off.

@@ -1,7 +1,8 @@
 //! Reading each source byte once without copying it twice: a job's bytes are spliced from the
-//! source into the slot's private pipe (page references, no copy), duplicated with `tee` into the
-//! worker's pipe and read from there into the slot's buffer (the one copy, for the zero check and
-//! the checksum), and later spliced from the slot's pipe into the stream by the writer.
+//! source into the slot's private pipe (page references from a file's page cache, or a block
+//! device read `O_DIRECT` into the pipe's own pages: no copy either way), duplicated with `tee` into
+//! the worker's pipe and read from there into the slot's buffer (the one copy, for the zero check
+//! and the checksum), and later spliced from the slot's pipe into the stream by the writer.
 //!
 //! A source or an output that cannot splice, or a record larger than the pipe, takes the plain
 //! way: `pread` into the buffer and `write` from it.
@@ -43,10 +44,11 @@ impl Pipe {
         if n > self.cap {
             return Ok(false);
         }
+        let fd = src.splice_fd(at, n);
         let mut pos = at as i64;
         while self.held < n {
             let done = self.held as u64;
-            match sys::splice(src.fd(), Some(&mut pos), self.w.as_raw_fd(), None, n - self.held) {
+            match sys::splice(fd, Some(&mut pos), self.w.as_raw_fd(), None, n - self.held) {
                 Ok(0) => return Err(src.read_error(at + done, ErrorKind::UnexpectedEof.into())),
                 Ok(k) => self.held += k,
                 Err(e) if done == 0 && e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),

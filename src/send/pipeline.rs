@@ -1,7 +1,9 @@
-//! The native data path: every source byte is read once into a reused buffer, checked for zero
-//! blocks, checksummed (and compressed) there and written from there. This thread walks the plan and
-//! hands jobs, in stream order, to workers that read and prepare them (one reader, or one per core
-//! when compressing); a writer thread frames the prepared records in stream order and writes them.
+//! The native data path: every source byte is read once into a reused buffer (uncompressed, through
+//! a private pipe the writer later splices from: see `piped`), checked for zero blocks,
+//! checksummed (and compressed) there. This thread walks the plan and hands jobs, in stream order,
+//! to workers that read and prepare them (one reader; four for a block device read `O_DIRECT`, to
+//! keep reads in flight; one per core when compressing); a writer thread frames the prepared
+//! records in stream order and writes them.
 //!
 //! Memory is bounded by the slots: a worker takes a free slot before it takes a job, so the oldest
 //! unfinished job always has a slot and the writer, which holds the later ones, always progresses.
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use super::copy::{Readahead, Source};
+use super::copy::{Readahead, Source, DIRECT_ALIGN};
 use super::internal;
 use super::out::Out;
 use super::piped::{Passer, Pipe};
@@ -34,7 +36,8 @@ pub(crate) struct Config {
     /// zstd level, or no compression.
     pub level: Option<i32>,
     /// Uncompressed DATA goes from the source into the stream by splice, read once through `tee`
-    /// for the zero check and the checksum (see `piped`); off: written from the buffer.
+    /// for the zero check and the checksum (see `piped`); off: read into the buffer (`O_DIRECT`
+    /// from a block device) and written from it.
     pub splice: bool,
 }
 
@@ -263,39 +266,40 @@ fn prepare(
     Ok(slot)
 }
 
-/// Reads the job's `n` source bytes at `at` into the slot (`O_DIRECT`, through its pipe, or plainly);
-/// returns where in `raw` they start.
+/// Reads the job's `n` source bytes at `at` into the slot (through its pipe, `O_DIRECT` into its
+/// buffer, or plainly); returns where in `raw` they start.
 fn read_job(src: &Source, cfg: Config, slot: &mut Slot, n: usize, at: u64, via: &mut Option<Pipe>) -> Result<usize> {
+    if cfg.splice && cfg.level.is_none() {
+        if slot.raw.len() < n {
+            slot.raw.resize(n, 0);
+        }
+        slot.piped = fill_piped(src, slot, n, at, via)?;
+        if slot.piped {
+            return Ok(0);
+        }
+    }
     if let Some(base) = read_direct(src, &mut slot.raw, n, at)? {
         return Ok(base);
     }
     if slot.raw.len() < n {
         slot.raw.resize(n, 0);
     }
-    if cfg.splice && cfg.level.is_none() {
-        slot.piped = fill_piped(src, slot, n, at, via)?;
-    }
-    if !slot.piped {
-        src.read_at(&mut slot.raw[..n], at)?;
-    }
+    src.read_at(&mut slot.raw[..n], at)?;
     Ok(0)
 }
 
-/// `O_DIRECT` wants the buffer, offset and length aligned to the device's logical block size.
-const ALIGN: usize = 4096;
-
-/// Reads into the first `ALIGN`-aligned stretch of `raw` from the source's `O_DIRECT` descriptor;
+/// Reads into the first `DIRECT_ALIGN`-aligned stretch of `raw` from the source's `O_DIRECT` descriptor;
 /// `None`: not done (no such descriptor, an unaligned range, or the device refused it).
 fn read_direct(src: &Source, raw: &mut Vec<u8>, n: usize, at: u64) -> Result<Option<usize>> {
     let Some(f) = src.direct() else { return Ok(None) };
-    if at % ALIGN as u64 != 0 || n % ALIGN != 0 {
+    if at % DIRECT_ALIGN as u64 != 0 || n % DIRECT_ALIGN != 0 {
         return Ok(None);
     }
-    if raw.len() < n + ALIGN {
-        raw.resize(n + ALIGN, 0);
+    if raw.len() < n + DIRECT_ALIGN {
+        raw.resize(n + DIRECT_ALIGN, 0);
     }
-    let base = raw.as_ptr().align_offset(ALIGN);
-    if base >= ALIGN {
+    let base = raw.as_ptr().align_offset(DIRECT_ALIGN);
+    if base >= DIRECT_ALIGN {
         return Ok(None);
     }
     match f.read_exact_at(&mut raw[base..base + n], at) {
