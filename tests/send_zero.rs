@@ -261,3 +261,60 @@ fn a_block_device_source_read_direct_sends_what_a_file_source_sends() {
         assert!(body_with_payloads(&appended) == want, "into an O_APPEND file from the device: thin {id}");
     }
 }
+
+/// A LINBIT stream from a block device (its DATA spliced from the `O_DIRECT` descriptor by several
+/// readers, passed on in order with the headers between them) is byte for byte the stream from a
+/// file with the same bytes: into a pipe, into an O_APPEND file (which refuses the splice), with
+/// splice and tee denied, and read buffered (`THINSEND_DIRECT=0`); full and incremental, over a
+/// volume of many short runs, so the readers' pipes run out and wait for the output.
+#[test]
+fn a_block_device_source_sends_the_linbit_stream_a_file_source_sends() {
+    if !have_thin_restore() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = build(dir.path(), chain(14, 80, 2));
+    let size_arg = (80 * BS).to_string();
+    for (id, base) in [(1, None), (2, Some(1))] {
+        let vol = dir.path().join(format!("vol{id}"));
+        std::fs::write(&vol, image_now(&pool, pool.dev(id), 80 * BS)).unwrap();
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(&vol).output();
+        let Some(dev) = out.ok().filter(|o| o.status.success()) else {
+            eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
+            return;
+        };
+        let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
+        let args = |src: &Path| {
+            send_args(&pool, id, base, &["--size", &size_arg, "--source", s(src), "--stream-format", "linbit"])
+        };
+        let from_file = run(&refs(&args(&vol)), b"");
+        let from_dev = |env: &[(&str, &str)], deny: bool| {
+            let mut c = Command::new(BIN);
+            c.args(args(&dev)).envs(env.iter().copied());
+            if deny && !deny_syscalls(&mut c, &[libc::SYS_splice, libc::SYS_tee], libc::EINVAL) {
+                return None;
+            }
+            Some(run_cmd(&mut c, b""))
+        };
+        let paths = [
+            ("O_DIRECT", from_dev(&[], false)),
+            ("O_DIRECT with splice and tee denied", from_dev(&[], true)),
+            ("buffered", from_dev(&[("THINSEND_DIRECT", "0")], false)),
+        ];
+        let appended = dir.path().join(format!("append{id}"));
+        let f = std::fs::OpenOptions::new().create_new(true).append(true).open(&appended).unwrap();
+        let into_append = Command::new(BIN).args(args(&dev)).stdout(f).output().unwrap();
+        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+        for o in [&from_file, &into_append] {
+            assert!(o.status.success(), "{}", stderr(o));
+        }
+        let want = &from_file.stdout;
+        let least = if base.is_none() { 40 * BS } else { BS };
+        assert!(want.len() as u64 > least, "thin {id}: the stream carries data ({} bytes)", want.len());
+        for (what, o) in paths.iter().filter_map(|(w, o)| o.as_ref().map(|o| (w, o))) {
+            assert!(o.status.success(), "{what}: {}", stderr(o));
+            assert!(&o.stdout == want, "{what} from the device: thin {id}");
+        }
+        assert!(&std::fs::read(&appended).unwrap() == want, "into an O_APPEND file from the device: thin {id}");
+    }
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::internal;
 use super::out::{out_error, Out};
 use super::plan::{Emit, Step, Steps};
+use super::pump::Pump;
 use crate::error::{Error, Result};
 use crate::io as sys;
 use crate::progress::Progress;
@@ -248,9 +249,27 @@ pub(crate) struct Sender<'s, 'a> {
     pub buf: Vec<u8>,
     pub tee: Option<TeePipes>,
     pub progress: &'s mut Progress,
+    /// Unchanged bytes (LINBIT DATA) from a block device: read `O_DIRECT`, several at once.
+    pub pump: Option<Pump>,
 }
 
 impl Sender<'_, '_> {
+    /// Header bytes for the stream, in order with the pieces before them.
+    pub(crate) fn put(&mut self, b: Vec<u8>) -> Result<()> {
+        match &mut self.pump {
+            Some(pump) => pump.bytes(self.out, b),
+            None => self.out.write(&b),
+        }
+    }
+
+    /// Writes everything the pump still holds.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        match &mut self.pump {
+            Some(pump) => pump.finish(self.out, self.progress),
+            None => Ok(()),
+        }
+    }
+
     fn data_record(&mut self, offset: u64, len: u64, src: u64) -> Result<()> {
         let n = len as usize;
         match self.mode {
@@ -356,7 +375,7 @@ impl Emit for Sender<'_, '_> {
             return Ok(());
         }
         let h = self.writer.data(offset, len, 0);
-        self.out.write(&h)
+        self.put(h)
     }
     fn piece(&mut self, src: u64, len: u64) -> Result<()> {
         if let Some((offset, rlen)) = self.pending.take() {
@@ -369,6 +388,9 @@ impl Emit for Sender<'_, '_> {
             self.ra.after(len);
             self.progress.add(len);
             return Ok(());
+        }
+        if let Some(pump) = &mut self.pump {
+            return pump.piece(self.out, self.progress, src, len);
         }
         // Large pieces go in windows so readahead and cache dropping keep pace.
         const WINDOW: u64 = 8 << 20;
@@ -385,6 +407,6 @@ impl Emit for Sender<'_, '_> {
     }
     fn unmap(&mut self, offset: u64, len: u64) -> Result<()> {
         let h = self.writer.unmap(offset, len);
-        self.out.write(&h)
+        self.put(h)
     }
 }

@@ -15,6 +15,7 @@ mod pace;
 mod piped;
 mod pipeline;
 mod plan;
+mod pump;
 mod resume;
 mod steps;
 mod zero;
@@ -35,6 +36,7 @@ use crate::stream::{self, native, Counts, Format, RecordWriter};
 use copy::{Readahead, Sender, Source};
 use out::Out;
 use plan::Emit;
+use pump::Pump;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StreamFormat {
@@ -383,26 +385,33 @@ fn spliced(
     out: &mut Out,
     progress: &mut Progress,
 ) -> Result<()> {
-    let mut sender = Sender {
-        out,
-        src,
-        ra: Readahead::new(src.fd(), plan.piece_steps()),
-        mode: opts.copy,
-        writer,
-        pending: None,
-        buf: Vec::new(),
-        tee: None,
-        progress,
-    };
-    let r = (|| -> Result<()> {
-        let start = sender.writer.start();
-        sender.out.write(&start)?;
-        plan.walk(&mut sender)?;
-        let end = sender.writer.end();
-        sender.out.write(&end)
-    })();
-    sender.ra.finish();
-    r
+    std::thread::scope(|scope| {
+        let pump = if writer.checksummed() { None } else { Pump::start(scope, src)? };
+        let mut sender = Sender {
+            out,
+            src,
+            ra: Readahead::new(src.fd(), plan.piece_steps()).on(pump.is_none()),
+            mode: opts.copy,
+            writer,
+            pending: None,
+            buf: Vec::new(),
+            tee: None,
+            progress,
+            pump,
+        };
+        let r = (|| -> Result<()> {
+            let start = sender.writer.start();
+            sender.out.write(&start)?;
+            plan.walk(&mut sender)?;
+            sender.flush()?;
+            let end = sender.writer.end();
+            sender.out.write(&end)
+        })();
+        sender.ra.finish();
+        // Dropping the pump closes its queue: its workers end before the scope waits for them.
+        drop(sender);
+        r
+    })
 }
 
 /// Size of a regular file or block device.

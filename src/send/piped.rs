@@ -33,11 +33,14 @@ impl Pipe {
         Ok(Pipe { r, w, cap, held: 0 })
     }
 
-    /// Splices `raw.len()` source bytes at `at` into this pipe and reads them into `raw` through
-    /// `tee` and `via`. `Ok(false)`: nothing was done (too large for the pipe, or the source
-    /// cannot splice); read the plain way.
-    pub(crate) fn fill(&mut self, src: &Source, at: u64, raw: &mut [u8], via: &mut Pipe) -> Result<bool> {
-        let n = raw.len();
+    /// How many bytes the pipe can hold.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Splices `n` source bytes at `at` into this empty pipe. `Ok(false)`: nothing was done (too
+    /// large for the pipe, or the source cannot splice); read the plain way.
+    pub(crate) fn load(&mut self, src: &Source, at: u64, n: usize) -> Result<bool> {
         if self.held != 0 {
             return Err(internal("a send pipe was reused before it was emptied"));
         }
@@ -54,6 +57,27 @@ impl Pipe {
                 Err(e) if done == 0 && e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
                 Err(e) => return Err(src.read_error(at + done, e)),
             }
+        }
+        Ok(true)
+    }
+
+    /// Puts `bytes` (at most the capacity) into this empty pipe by `write`: a source that cannot
+    /// splice still reaches the writer through the pipe.
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.held != 0 || bytes.len() > self.cap {
+            return Err(internal("a send pipe cannot take the bytes it was given"));
+        }
+        sys::write_all(self.w.as_raw_fd(), bytes).map_err(out_error)?;
+        self.held = bytes.len();
+        Ok(())
+    }
+
+    /// Splices `raw.len()` source bytes at `at` into this pipe and reads them into `raw` through
+    /// `tee` and `via`. `Ok(false)`: as [`Pipe::load`].
+    pub(crate) fn fill(&mut self, src: &Source, at: u64, raw: &mut [u8], via: &mut Pipe) -> Result<bool> {
+        let n = raw.len();
+        if !self.load(src, at, n)? {
+            return Ok(false);
         }
         let mut teed = 0;
         while teed < n {
@@ -131,6 +155,23 @@ impl Passer {
                 return Err(internal("a send pipe ended early"));
             }
             left -= k;
+            p.held -= k;
+        }
+        Ok(())
+    }
+
+    /// Passes everything the pipe holds into the stream (by splice; read and written where the
+    /// output refuses it).
+    pub(crate) fn pass_all(&mut self, p: &mut Pipe, out: &mut Out) -> Result<()> {
+        let sent = out.splice_from(p.r.as_raw_fd(), p.held)?;
+        p.held -= sent;
+        while p.held > 0 {
+            self.scratch.resize(p.held.min(1 << 16), 0);
+            let k = sys::read(p.r.as_raw_fd(), &mut self.scratch).map_err(out_error)?;
+            if k == 0 {
+                return Err(internal("a send pipe ended early"));
+            }
+            out.write(&self.scratch[..k])?;
             p.held -= k;
         }
         Ok(())
