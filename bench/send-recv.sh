@@ -11,7 +11,8 @@
 #      and cold (the file dropped with POSIX_FADV_DONTNEED, the loop device with BLKFLSBUF), against
 #      `cat` (warm) / `dd bs=1M iflag=direct` (cold), for the loop device also four such dd at once
 #      (one per quarter: what the device gives four direct readers, the sender's ceiling), the OLD
-#      binary and, where THIN_SEND_BIN is given,
+#      binary, ours writing the LINBIT format (what thin_send writes: "new linbit") and, where
+#      THIN_SEND_BIN is given,
 #      thin-send-recv's thin_send (run with `-s` against the fake lvs/dmsetup/thin_dump/thin_delta of
 #      bench/fake-lvm/, whose LV reports the same loop device or pool data file as its lv_dm_path; its
 #      stream is first received with `recv --to` and compared with the volume; it always reads with
@@ -122,7 +123,7 @@ src_row() {
     [ -n "$refp" ] && whats="$whats par"
     [ -n "$TSR" ] && [ -n "$tlv" ] && whats="$whats tsr"
     [ -n "$OLD" ] && whats="$whats old"
-    whats="$whats new"
+    whats="$whats new lin"
     for _ in $(seq "$RUNS"); do
       for what in $whats; do
         case $what in
@@ -131,6 +132,7 @@ src_row() {
           tsr) cmd="$TSR_CMD bench/$tlv";;
           old) cmd="$OLD send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
           new) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet";;
+          lin) cmd="$BIN send --metadata $W/meta $args --thin-id 1 --size $VOL --quiet --stream-format linbit";;
         esac
         if [ $temp = cold ]; then eval "$cold"; else $cmd >/dev/null 2>&1 || true; fi
         read -r t c rc < <(one "$cmd")
@@ -142,10 +144,12 @@ src_row() {
     local line="   $name $temp:"
     for what in $whats; do
       local label=${what/tsr/thin_send}
+      label=${label/lin/new linbit}
       line="$line ${label/par/4x dd} $(mbs "${bt[$what]}") MB/s $(cpugb "${bcpu[$what]}") CPU s/GB;"
     done
     if [ -n "${bt[tsr]:-}" ]; then
       line="$line new/thin_send: MB/s $(echo "scale=2; ${bt[tsr]} / ${bt[new]}" | bc -l)x, CPU $(echo "scale=2; ${bcpu[new]} / ${bcpu[tsr]}" | bc -l)x"
+      line="$line; new linbit/thin_send: MB/s $(echo "scale=2; ${bt[tsr]} / ${bt[lin]}" | bc -l)x"
     fi
     if [ -n "${bt[par]:-}" ]; then
       line="$line new/4x dd: MB/s $(echo "scale=2; ${bt[par]} / ${bt[new]}" | bc -l)x"

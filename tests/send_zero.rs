@@ -222,44 +222,64 @@ fn a_block_device_source_read_direct_sends_what_a_file_source_sends() {
     for (id, base) in [(1, None), (2, Some(1))] {
         let vol = dir.path().join(format!("vol{id}"));
         std::fs::write(&vol, image_now(&pool, pool.dev(id), size)).unwrap();
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(&vol).output();
-        let Some(dev) = out.ok().filter(|o| o.status.success()) else {
-            eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
-            return;
-        };
-        let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
         let args = |src: &Path| send_args(&pool, id, base, &["--size", &size_arg, "--source", s(src)]);
         let from_file = run(&refs(&args(&vol)), b"");
-        let from_dev = |env: &[(&str, &str)], deny: bool| {
-            let mut c = Command::new(BIN);
-            c.args(args(&dev)).envs(env.iter().copied());
-            if deny && !deny_syscalls(&mut c, &[libc::SYS_splice, libc::SYS_tee], libc::EINVAL) {
-                return None;
-            }
-            Some(run_cmd(&mut c, b""))
-        };
-        let paths = [
-            ("spliced O_DIRECT", from_dev(&[], false)),
-            ("O_DIRECT into the buffer", from_dev(&[("THINSEND_COPY", "buffered")], false)),
-            ("O_DIRECT with splice and tee denied", from_dev(&[], true)),
-            ("buffered", from_dev(&[("THINSEND_DIRECT", "0")], false)),
+        let paths: [DevicePath; 4] = [
+            ("spliced O_DIRECT", &[], false),
+            ("O_DIRECT into the buffer", &[("THINSEND_COPY", "buffered")], false),
+            ("O_DIRECT with splice and tee denied", &[], true),
+            ("buffered", &[("THINSEND_DIRECT", "0")], false),
         ];
-        let appended = dir.path().join(format!("append{id}"));
-        let f = std::fs::OpenOptions::new().create_new(true).append(true).open(&appended).unwrap();
-        let into_append = Command::new(BIN).args(args(&dev)).stdout(f).output().unwrap();
-        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
-        for o in [&from_file, &into_append] {
-            assert!(o.status.success(), "{}", stderr(o));
-        }
+        let Some(sent) = from_device(&vol, &args, &paths) else { return };
+        assert!(from_file.status.success(), "{}", stderr(&from_file));
         let want = body_with_payloads(&from_file.stdout);
         assert!(want.iter().any(|r| r.0 == native::KIND_DATA));
-        for (what, o) in paths.iter().filter_map(|(w, o)| o.as_ref().map(|o| (w, o))) {
-            assert!(o.status.success(), "{what}: {}", stderr(o));
-            assert!(body_with_payloads(&o.stdout) == want, "{what} from the device: thin {id}");
+        for (what, st) in sent {
+            assert!(body_with_payloads(&st) == want, "{what} from the device: thin {id}");
         }
-        let appended = std::fs::read(&appended).unwrap();
-        assert!(body_with_payloads(&appended) == want, "into an O_APPEND file from the device: thin {id}");
     }
+}
+
+/// A way to send from a block device: its name, its environment, whether splice and tee are denied.
+type DevicePath = (&'static str, &'static [(&'static str, &'static str)], bool);
+
+/// The streams sent with `args(device)` from `vol` attached as a loop device: one per path (the
+/// denied one left out where seccomp is not available) and one into an O_APPEND file (which
+/// refuses the splice), each checked to have succeeded; `None` (with a notice) where no loop device
+/// can be attached.
+fn from_device(
+    vol: &Path,
+    args: &dyn Fn(&Path) -> Vec<String>,
+    paths: &[DevicePath],
+) -> Option<Vec<(String, Vec<u8>)>> {
+    let out = Command::new("losetup").args(["-f", "--show"]).arg(vol).output();
+    let Some(dev) = out.ok().filter(|o| o.status.success()) else {
+        eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
+        return None;
+    };
+    let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
+    let mut sent = Vec::new();
+    for &(what, env, deny) in paths {
+        let mut c = Command::new(BIN);
+        c.args(args(&dev)).envs(env.iter().copied());
+        if deny && !deny_syscalls(&mut c, &[libc::SYS_splice, libc::SYS_tee], libc::EINVAL) {
+            continue;
+        }
+        sent.push((what.to_string(), run_cmd(&mut c, b"")));
+    }
+    let appended = vol.with_extension("appended");
+    let f = std::fs::OpenOptions::new().create_new(true).append(true).open(&appended).unwrap();
+    let into_append = Command::new(BIN).args(args(&dev)).stdout(f).output().unwrap();
+    let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+    sent.push(("into an O_APPEND file".into(), into_append));
+    let mut streams = Vec::new();
+    for (what, o) in sent {
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        let st = if what.starts_with("into") { std::fs::read(&appended).unwrap() } else { o.stdout };
+        streams.push((what, st));
+    }
+    std::fs::remove_file(&appended).unwrap();
+    Some(streams)
 }
 
 /// A LINBIT stream from a block device (its DATA spliced from the `O_DIRECT` descriptor by several
@@ -278,43 +298,22 @@ fn a_block_device_source_sends_the_linbit_stream_a_file_source_sends() {
     for (id, base) in [(1, None), (2, Some(1))] {
         let vol = dir.path().join(format!("vol{id}"));
         std::fs::write(&vol, image_now(&pool, pool.dev(id), 80 * BS)).unwrap();
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(&vol).output();
-        let Some(dev) = out.ok().filter(|o| o.status.success()) else {
-            eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
-            return;
-        };
-        let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
         let args = |src: &Path| {
             send_args(&pool, id, base, &["--size", &size_arg, "--source", s(src), "--stream-format", "linbit"])
         };
         let from_file = run(&refs(&args(&vol)), b"");
-        let from_dev = |env: &[(&str, &str)], deny: bool| {
-            let mut c = Command::new(BIN);
-            c.args(args(&dev)).envs(env.iter().copied());
-            if deny && !deny_syscalls(&mut c, &[libc::SYS_splice, libc::SYS_tee], libc::EINVAL) {
-                return None;
-            }
-            Some(run_cmd(&mut c, b""))
-        };
-        let paths = [
-            ("O_DIRECT", from_dev(&[], false)),
-            ("O_DIRECT with splice and tee denied", from_dev(&[], true)),
-            ("buffered", from_dev(&[("THINSEND_DIRECT", "0")], false)),
+        let paths: [DevicePath; 3] = [
+            ("O_DIRECT", &[], false),
+            ("O_DIRECT with splice and tee denied", &[], true),
+            ("buffered", &[("THINSEND_DIRECT", "0")], false),
         ];
-        let appended = dir.path().join(format!("append{id}"));
-        let f = std::fs::OpenOptions::new().create_new(true).append(true).open(&appended).unwrap();
-        let into_append = Command::new(BIN).args(args(&dev)).stdout(f).output().unwrap();
-        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
-        for o in [&from_file, &into_append] {
-            assert!(o.status.success(), "{}", stderr(o));
-        }
+        let Some(sent) = from_device(&vol, &args, &paths) else { return };
+        assert!(from_file.status.success(), "{}", stderr(&from_file));
         let want = &from_file.stdout;
         let least = if base.is_none() { 40 * BS } else { BS };
         assert!(want.len() as u64 > least, "thin {id}: the stream carries data ({} bytes)", want.len());
-        for (what, o) in paths.iter().filter_map(|(w, o)| o.as_ref().map(|o| (w, o))) {
-            assert!(o.status.success(), "{what}: {}", stderr(o));
-            assert!(&o.stdout == want, "{what} from the device: thin {id}");
+        for (what, st) in sent {
+            assert!(&st == want, "{what} from the device: thin {id}");
         }
-        assert!(&std::fs::read(&appended).unwrap() == want, "into an O_APPEND file from the device: thin {id}");
     }
 }
