@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -92,23 +91,6 @@ fn a_killed_receive_into_a_file_leaves_the_old_or_the_new_image() {
     let args = ["recv", "--to", t, "--quiet"];
     trials("file", &args, &reset, &observe, &inc, &image(pool.dev(1), vol), &image(pool.dev(2), vol));
     assert!(temp_files(dir.path()).is_empty(), "{:?}", temp_files(dir.path()));
-}
-
-struct Loop(PathBuf);
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
-fn attach(file: &Path) -> Option<Loop> {
-    let out = Command::new("losetup").args(["-f", "--show"]).arg(file).output().ok()?;
-    if !out.status.success() {
-        eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
-        return None;
-    }
-    Some(Loop(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())))
 }
 
 #[test]

@@ -252,12 +252,8 @@ fn from_device(
     args: &dyn Fn(&Path) -> Vec<String>,
     paths: &[DevicePath],
 ) -> Option<Vec<(String, Vec<u8>)>> {
-    let out = Command::new("losetup").args(["-f", "--show"]).arg(vol).output();
-    let Some(dev) = out.ok().filter(|o| o.status.success()) else {
-        eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
-        return None;
-    };
-    let dev = PathBuf::from(String::from_utf8_lossy(&dev.stdout).trim());
+    let lo = attach(vol)?;
+    let dev = lo.0.clone();
     let mut sent = Vec::new();
     for &(what, env, deny) in paths {
         let mut c = Command::new(BIN);
@@ -270,7 +266,7 @@ fn from_device(
     let appended = vol.with_extension("appended");
     let f = std::fs::OpenOptions::new().create_new(true).append(true).open(&appended).unwrap();
     let into_append = Command::new(BIN).args(args(&dev)).stdout(f).output().unwrap();
-    let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+    drop(lo);
     sent.push(("into an O_APPEND file".into(), into_append));
     let mut streams = Vec::new();
     for (what, o) in sent {

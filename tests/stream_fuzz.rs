@@ -671,24 +671,6 @@ fn mutated_streams_never_panic_hang_or_damage_the_target() {
     assert!(n >= 20, "too few cases ran");
 }
 
-/// A loop device over a file, detached when dropped.
-struct Loop {
-    dev: PathBuf,
-}
-
-impl Loop {
-    fn attach(file: &Path) -> Option<Loop> {
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(file).output().ok()?;
-        out.status.success().then(|| Loop { dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()) })
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 /// The mutated streams into a loop device of the volume's size, which holds thin 1's image before
 /// each case: an accepted stream gives what it describes (read back through the backing file); a
 /// refused one leaves the device's bytes as they were, except a native full stream, which may leave
@@ -704,15 +686,12 @@ fn mutated_streams_into_a_loop_device_leave_it_unchanged_or_say_so() {
     let (backing, state) = (dir.path().join("dev.img"), dir.path().join("state"));
     std::fs::create_dir(&state).unwrap();
     std::fs::write(&backing, vec![0u8; (BLOCKS * BS) as usize]).unwrap();
-    let Some(lo) = Loop::attach(&backing) else {
-        eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
-        return;
-    };
-    let dev = s(&lo.dev);
+    let Some(lo) = attach(&backing) else { return };
+    let dev = s(&lo.0);
     let reset = || {
         let r = run_limited_in(&["recv", "--to", dev, "--force", "--quiet"], &w.full1, Some(&state)).unwrap();
         assert_eq!(r.code, Some(0), "making the device failed: {}", String::from_utf8_lossy(&r.stderr));
-        std::fs::read(&lo.dev).unwrap()
+        std::fs::read(&lo.0).unwrap()
     };
     let mut before = reset();
     let run = run_seed();
@@ -754,7 +733,7 @@ fn mutated_streams_into_a_loop_device_leave_it_unchanged_or_say_so() {
                 true => Ok(()),
                 false => Err(format!("{what}: left the device INCOMPLETE: {err}")),
             }
-        } else if std::fs::read(&lo.dev).unwrap() != before {
+        } else if std::fs::read(&lo.0).unwrap() != before {
             Err(format!("{what}: refused ({}) but the device's bytes changed", err.trim_end()))
         } else {
             Ok(())

@@ -408,7 +408,7 @@ fn spliced(
             sender.out.write(&end)
         })();
         sender.ra.finish();
-        // Dropping the pump closes its queue: its workers end before the scope waits for them.
+        // Dropping the pump closes its job queue, so its workers end before the scope waits for them.
         drop(sender);
         r
     })

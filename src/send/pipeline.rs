@@ -150,7 +150,7 @@ pub(crate) fn run(
 }
 
 /// Reads in flight from a block device opened `O_DIRECT`.
-const DIRECT_READS: usize = 4;
+pub(crate) const DIRECT_READS: usize = 4;
 
 const STOPPED: &str = "internal error: the send stopped before its end";
 

@@ -16,11 +16,12 @@ use super::copy::Source;
 use super::internal;
 use super::out::Out;
 use super::piped::{Passer, Pipe};
+use super::pipeline::DIRECT_READS;
 use crate::error::Result;
 use crate::progress::Progress;
 
-/// Reads a pump keeps in flight, as the native path's `O_DIRECT` workers do.
-const READS: usize = 4;
+/// Reads in flight, as many as the native path's `O_DIRECT` workers keep.
+const READS: usize = DIRECT_READS;
 /// Pipes: the reads in flight and two finished ones waiting for the output.
 const PIPES: usize = READS + 2;
 
@@ -140,13 +141,6 @@ impl Pump {
                 Ok(())
             }
         }
-    }
-}
-
-impl Drop for Pump {
-    fn drop(&mut self) {
-        // Closing the queue lets the workers end, so the scope that spawned them can close too.
-        self.jobs = None;
     }
 }
 

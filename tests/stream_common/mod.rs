@@ -389,3 +389,23 @@ pub fn name_tag(name: &str) -> String {
     }
     format!("{h:016x}")
 }
+
+/// A loop device over a file (`.0` is its path), detached when dropped.
+pub struct Loop(pub PathBuf);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// `file` attached as a loop device; `None`, with a notice, where that is not possible (needs root
+/// and losetup).
+pub fn attach(file: &Path) -> Option<Loop> {
+    let out = Command::new("losetup").args(["-f", "--show"]).arg(file).output().ok()?;
+    if !out.status.success() {
+        eprintln!("NOTICE: cannot attach a loop device (needs root and losetup): test skipped");
+        return None;
+    }
+    Some(Loop(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())))
+}
